@@ -1,0 +1,265 @@
+"""The experiment model every test type shares: Sample → Timeline (phases) → Criterion → Verdict → RunRecord.
+
+No Prefect here: flows and tasks wrap this, so a run can be re-graded from stored data without an orchestrator.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# ---------------------------------------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One look at the target by one probe."""
+
+    probe: str
+    ts: float  # unix seconds when the look started
+    ok: bool
+    latency: float | None = None  # seconds
+    value: float | None = None  # what the probe measured, when it measures a number (height, lag, depth ...)
+    error: str | None = None
+    phase: str | None = None  # set by the Timeline when not given
+
+
+class Phase(StrEnum):
+    BASELINE = "baseline"
+    INJECTION = "injection"
+    RECOVERY = "recovery"
+    RAMP = "ramp"
+    STEADY = "steady"
+
+
+SAMPLE_COLUMNS = ["probe", "ts", "ok", "latency", "value", "error", "phase"]
+
+
+class Timeline:
+    """Samples over time with phase boundaries; everything graded is computed from it.
+
+    Phases are half-open intervals ``[start, end)`` in unix seconds, in order. A sample belongs to the phase its
+    timestamp falls in (samples outside every phase keep the phase they were given, or ``None``).
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[Sample] = []
+        self.phases: list[tuple[str, float, float | None]] = []  # (name, start, end)
+        self.events: list[dict[str, Any]] = []  # machine events: injection, revert, alert fired, ...
+        self._frame: pd.DataFrame | None = None
+
+    # ---- building
+    def begin_phase(self, name: str, at: float | None = None) -> None:
+        at = time.time() if at is None else at
+        if self.phases and self.phases[-1][2] is None:
+            prev_name, prev_start, _ = self.phases[-1]
+            self.phases[-1] = (prev_name, prev_start, at)
+        self.phases.append((str(name), at, None))
+        self._frame = None
+
+    def end(self, at: float | None = None) -> None:
+        if self.phases and self.phases[-1][2] is None:
+            name, start, _ = self.phases[-1]
+            self.phases[-1] = (name, start, time.time() if at is None else at)
+            self._frame = None
+
+    def add(self, sample: Sample) -> None:
+        self._rows.append(sample)
+        self._frame = None
+
+    def extend(self, samples: Iterable[Sample]) -> None:
+        self._rows.extend(samples)
+        self._frame = None
+
+    def event(self, kind: str, detail: str = "", at: float | None = None, **data: Any) -> None:
+        self.events.append({"ts": time.time() if at is None else at, "kind": kind, "detail": detail, **data})
+
+    # ---- reading
+    def phase_of(self, ts: float) -> str | None:
+        for name, start, end in self.phases:
+            if ts >= start and (end is None or ts < end):
+                return name
+        return None
+
+    def phase_bounds(self, name: str) -> tuple[float, float | None] | None:
+        for n, start, end in self.phases:
+            if n == name:
+                return start, end
+        return None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """A DataFrame with SAMPLE_COLUMNS, sorted by time, phases assigned."""
+        if self._frame is None:
+            self._frame = self.to_frame(self._rows, self.phases)
+        return self._frame
+
+    @staticmethod
+    def to_frame(rows: list[Sample], phases: list[tuple[str, float, float | None]]) -> pd.DataFrame:
+        df = pd.DataFrame([asdict(s) for s in rows], columns=SAMPLE_COLUMNS)
+        if df.empty:
+            return df
+        df = df.sort_values("ts", kind="stable").reset_index(drop=True)
+        if phases:
+            assigned = pd.Series([None] * len(df), dtype=object)
+            ts = df["ts"].to_numpy()
+            for name, start, end in phases:
+                mask = (ts >= start) & (ts < (end if end is not None else math.inf))
+                assigned[mask] = name
+            df["phase"] = assigned.where(assigned.notna(), df["phase"])
+        return df
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, phases: list[tuple[str, float, float | None]] | None = None) -> Timeline:
+        tl = cls()
+        tl.phases = list(phases or [])
+        tl._rows = [Sample(**{k: _none(r[k]) for k in SAMPLE_COLUMNS}) for r in df.to_dict("records")]
+        return tl
+
+    def select(self, probe: str | None = None, phase: str | None = None) -> pd.DataFrame:
+        df = self.frame
+        if df.empty:
+            return df
+        if probe is not None:
+            df = df[df["probe"] == probe]
+        if phase is not None:
+            df = df[df["phase"] == phase]
+        return df
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def _none(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# ---------------------------------------------------------------------------------------------------------- verdicts
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass
+class Verdict:
+    criterion: str
+    outcome: Outcome
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    threshold: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == Outcome.PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "criterion": self.criterion,
+            "outcome": str(self.outcome),
+            "reason": self.reason,
+            "threshold": self.threshold,
+            "evidence": _jsonable(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        return cls(d["criterion"], Outcome(d["outcome"]), d["reason"], d.get("evidence", {}), d.get("threshold", ""))
+
+
+@dataclass
+class Criterion:
+    """A named predicate with a threshold over a Timeline (or any graded context) that yields a Verdict."""
+
+    name: str
+    threshold: str
+    check: Callable[[Any], Verdict]
+
+    def grade(self, context: Any) -> Verdict:
+        try:
+            verdict = self.check(context)
+        except Exception as exc:  # a criterion that cannot be computed is inconclusive, never a pass
+            verdict = Verdict(self.name, Outcome.INCONCLUSIVE, f"could not evaluate: {exc.__class__.__name__}: {exc}")
+        verdict.criterion = self.name
+        verdict.threshold = verdict.threshold or self.threshold
+        return verdict
+
+
+def overall(verdicts: list[Verdict]) -> Outcome:
+    """FAIL if any failed; otherwise INCONCLUSIVE if any was; PASS only when every criterion passed."""
+    if any(v.outcome == Outcome.FAIL for v in verdicts):
+        return Outcome.FAIL
+    if any(v.outcome == Outcome.INCONCLUSIVE for v in verdicts) or not verdicts:
+        return Outcome.INCONCLUSIVE
+    return Outcome.PASS
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    return v
+
+
+# ---------------------------------------------------------------------------------------------------------- records
+
+
+@dataclass
+class RunRecord:
+    """Everything about one run, persisted before the verdict is reported."""
+
+    flow: str
+    environment: str
+    parameters: dict[str, Any]
+    started_at: float
+    finished_at: float | None = None
+    scenario: str = ""
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    verdicts: list[Verdict] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    status: str = "running"  # running | completed | aborted | error
+    outcome: str = ""
+    artifacts: dict[str, str] = field(default_factory=dict)  # name → path / url
+    events: list[dict[str, Any]] = field(default_factory=list)
+    flow_run_id: str | None = None
+
+    def finish(self, verdicts: list[Verdict], status: str = "completed") -> RunRecord:
+        self.verdicts = verdicts
+        self.finished_at = time.time()
+        self.status = status
+        self.outcome = str(overall(verdicts)) if status == "completed" else status
+        return self
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == Outcome.PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["verdicts"] = [v.to_dict() for v in self.verdicts]
+        return _jsonable(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        d = dict(d)
+        d["verdicts"] = [Verdict.from_dict(v) for v in d.get("verdicts", [])]
+        return cls(**d)

@@ -1,0 +1,3 @@
+from vesandbox.launcher import main
+
+raise SystemExit(main())

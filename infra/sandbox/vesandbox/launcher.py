@@ -1,0 +1,780 @@
+"""Start, inspect and stop the sandbox: every component under supervisord, all state under one run directory.
+
+``python -m vesandbox up|status|down|logs``. The sandbox never imports Drillbit; Drillbit calls this as a subprocess
+and reads ``RUN/endpoints.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import grp
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vesandbox.weaknesses import WEAKNESSES, validate
+
+DEFAULT_RUN_DIR = Path(os.environ.get("VESANDBOX_DIR", "/tmp/vesandbox"))
+PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
+VALIDATORS = 3
+ETCD_USER = "vesbx-etcd-{}"
+STARTUP_TIMEOUT = 30.0
+
+
+class SandboxError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+@dataclass
+class Layout:
+    """Where everything is: addresses (shifted by ``offset``) and paths under the run directory."""
+
+    run_dir: Path
+    offset: int = 0
+    weaknesses: list[str] = field(default_factory=list)
+
+    def port(self, base: int) -> int:
+        return base + self.offset
+
+    @property
+    def supervisor_port(self) -> int:
+        return self.port(29001)
+
+    @property
+    def faultproxy_port(self) -> int:
+        return self.port(8474)
+
+    def etcd_host(self, i: int) -> str:
+        return f"127.0.0.{2 + i}"
+
+    def etcd_client(self, i: int) -> str:
+        return f"http://{self.etcd_host(i)}:{self.port(2379)}"
+
+    def etcd_peer(self, i: int) -> str:
+        return f"http://{self.etcd_host(i)}:{self.port(2380)}"
+
+    def node_rpc_port(self, i: int) -> int:
+        return self.port(26657 + 10 * i)
+
+    def node_rest_port(self, i: int) -> int:
+        return self.port(1317 + 10 * i)
+
+    @property
+    def pg_port(self) -> int:
+        return self.port(55432)
+
+    @property
+    def api_port(self) -> int:
+        return self.port(18080)
+
+    @property
+    def provider_port(self) -> int:
+        return self.port(18443)
+
+    def proxies(self) -> list[dict[str, Any]]:
+        rpc = [f"127.0.0.1:{self.node_rpc_port(i)}" for i in range(VALIDATORS)]
+        rest = [f"127.0.0.1:{self.node_rest_port(i)}" for i in range(VALIDATORS)]
+        table = [
+            ("node-rpc", 36657, rpc),
+            ("node-rest", 31317, rest),
+            ("api", 38080, [f"127.0.0.1:{self.api_port}"]),
+            ("provider", 38443, [f"127.0.0.1:{self.provider_port}"]),
+            ("provider-node-rpc", 46657, rpc),
+            ("provider-node-rest", 41317, rest),
+            ("api-node-rest", 51317, rest),
+            ("api-node-rpc", 51657, rpc),
+            ("api-db", 55433, [f"127.0.0.1:{self.pg_port}"]),
+        ]
+        return [{"name": n, "listen": f"127.0.0.1:{self.port(p)}", "upstreams": u} for n, p, u in table]
+
+    def proxy_url(self, name: str) -> str:
+        listen = next(p["listen"] for p in self.proxies() if p["name"] == name)
+        return f"http://{listen}"
+
+    def proxy_port(self, name: str) -> int:
+        return int(self.proxy_url(name).rsplit(":", 1)[1])
+
+    # paths
+    @property
+    def config_dir(self) -> Path:
+        return self.run_dir / "config"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    @property
+    def endpoints_file(self) -> Path:
+        return self.run_dir / "endpoints.json"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "supervisord.pid"
+
+    def listeners(self) -> list[tuple[str, int, str]]:
+        """Every (host, port, owner) the sandbox binds, for the port-in-use preflight check."""
+        out = [("127.0.0.1", self.supervisor_port, "supervisor"), ("127.0.0.1", self.faultproxy_port, "faultproxy")]
+        for i in range(VALIDATORS):
+            out += [
+                (self.etcd_host(i), self.port(2379), f"etcd-{i}"),
+                (self.etcd_host(i), self.port(2380), f"etcd-{i}"),
+            ]
+            out += [
+                ("127.0.0.1", self.node_rpc_port(i), f"node-{i}"),
+                ("127.0.0.1", self.node_rest_port(i), f"node-{i}"),
+            ]
+        out += [("127.0.0.1", self.pg_port, "postgres"), ("127.0.0.1", self.api_port, "api")]
+        out += [("127.0.0.1", self.provider_port, "provider")]
+        out += [("127.0.0.1", int(p["listen"].rsplit(":", 1)[1]), f"proxy {p['name']}") for p in self.proxies()]
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# components
+
+
+@dataclass
+class Component:
+    name: str
+    command: list[str]
+    health: str  # "http:URL" or "tcp:HOST:PORT"
+    labels: dict[str, str]
+    user: str | None = None
+    priority: int = 50
+    endpoint: str = ""
+    stopsignal: str = "TERM"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _python_service(layout: Layout, module: str, name: str, config: dict[str, Any]) -> list[str]:
+    path = layout.config_dir / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "weaknesses": layout.weaknesses, **config}, indent=2))
+    return [sys.executable, "-m", f"vesandbox.{module}", "--config", str(path)]
+
+
+def _labels(name: str, component: str, instance: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/instance": instance,
+    }
+
+
+def components(layout: Layout, pg_bin: Path) -> list[Component]:
+    out: list[Component] = []
+    cluster = ",".join(f"etcd-{i}={layout.etcd_peer(i)}" for i in range(VALIDATORS))
+    for i in range(VALIDATORS):
+        data = layout.data_dir / f"etcd-{i}"
+        out.append(
+            Component(
+                name=f"etcd-{i}",
+                command=[
+                    shutil.which("etcd") or "etcd",
+                    f"--name=etcd-{i}",
+                    f"--data-dir={data}",
+                    f"--listen-client-urls={layout.etcd_client(i)}",
+                    f"--advertise-client-urls={layout.etcd_client(i)}",
+                    f"--listen-peer-urls={layout.etcd_peer(i)}",
+                    f"--initial-advertise-peer-urls={layout.etcd_peer(i)}",
+                    f"--initial-cluster={cluster}",
+                    "--initial-cluster-state=new",
+                    "--initial-cluster-token=vesandbox",
+                    "--heartbeat-interval=100",
+                    "--election-timeout=1000",
+                    "--pre-vote=true",
+                    "--snapshot-count=10000",
+                    "--quota-backend-bytes=1073741824",
+                ],
+                health=f"http:{layout.etcd_client(i)}/health",
+                labels=_labels("virtengine-validator-store", "consensus", f"etcd-{i}"),
+                user=ETCD_USER.format(i),
+                priority=10,
+                endpoint=layout.etcd_client(i),
+            )
+        )
+    pg_data = layout.data_dir / "postgres"
+    out.append(
+        Component(
+            name="postgres",
+            command=[
+                str(pg_bin / "postgres"),
+                "-D",
+                str(pg_data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(layout.pg_port),
+                "-k",
+                str(layout.data_dir / "pg-socket"),
+                "-c",
+                "wal_level=replica",
+                "-c",
+                "max_wal_senders=5",
+                "-c",
+                "fsync=on",
+                "-c",
+                "shared_buffers=64MB",
+                "-c",
+                "max_connections=100",
+            ],
+            health=f"tcp:127.0.0.1:{layout.pg_port}",
+            labels=_labels("postgres", "database", "postgres-0"),
+            user="postgres",
+            priority=10,
+            endpoint=f"postgresql://postgres@127.0.0.1:{layout.pg_port}/marketplace",
+            stopsignal="INT",
+        )
+    )
+    out.append(
+        Component(
+            name="faultproxy",
+            command=_python_service(
+                layout,
+                "faultproxy",
+                "faultproxy",
+                {"listen": {"host": "127.0.0.1", "port": layout.faultproxy_port}, "proxies": layout.proxies()},
+            ),
+            health=f"http:http://127.0.0.1:{layout.faultproxy_port}/health",
+            labels=_labels("faultproxy", "network", "faultproxy-0"),
+            priority=20,
+            endpoint=f"http://127.0.0.1:{layout.faultproxy_port}",
+        )
+    )
+    for i in range(VALIDATORS):
+        out.append(
+            Component(
+                name=f"node-{i}",
+                command=_python_service(
+                    layout,
+                    "node",
+                    f"node-{i}",
+                    {
+                        "index": i,
+                        "validators": [f"node-{j}" for j in range(VALIDATORS)],
+                        "chain_id": "virtengine-sandbox",
+                        "rpc": {"host": "127.0.0.1", "port": layout.node_rpc_port(i)},
+                        "rest": {"host": "127.0.0.1", "port": layout.node_rest_port(i)},
+                        "etcd": layout.etcd_client(i),
+                        "block_time": 1.0,
+                        "propose_timeout": 1.0,
+                        "genesis": {
+                            "providers": [
+                                {
+                                    "owner": "provider1",
+                                    "host_uri": f"http://127.0.0.1:{layout.provider_port}",
+                                    "attributes": [{"key": "region", "value": "sandbox"}],
+                                }
+                            ]
+                        },
+                    },
+                ),
+                health=f"http:http://127.0.0.1:{layout.node_rpc_port(i)}/health",
+                labels=_labels("virtengine-node", "blockchain", f"node-{i}"),
+                priority=30,
+                endpoint=f"http://127.0.0.1:{layout.node_rpc_port(i)}",
+            )
+        )
+    out.append(
+        Component(
+            name="api",
+            command=_python_service(
+                layout,
+                "api",
+                "api",
+                {
+                    "listen": {"host": "127.0.0.1", "port": layout.api_port},
+                    "database": {
+                        "host": "127.0.0.1",
+                        "port": layout.proxy_port("api-db"),
+                        "user": "postgres",
+                        "dbname": "marketplace",
+                    },
+                    "node_rpc": layout.proxy_url("api-node-rpc"),
+                    "node_rest": layout.proxy_url("api-node-rest"),
+                    "queue_path": str(layout.data_dir / "api" / "write-queue.sqlite3"),
+                    "index_interval": 0.5,
+                    "cache_ttl": 1.0,
+                },
+            ),
+            health=f"http:http://127.0.0.1:{layout.api_port}/health",
+            labels=_labels("virtengine-api", "gateway", "api-0"),
+            priority=40,
+            endpoint=f"http://127.0.0.1:{layout.api_port}",
+        )
+    )
+    out.append(
+        Component(
+            name="provider",
+            command=_python_service(
+                layout,
+                "provider",
+                "provider",
+                {
+                    "listen": {"host": "127.0.0.1", "port": layout.provider_port},
+                    "provider": "provider1",
+                    "node_rpc": layout.proxy_url("provider-node-rpc"),
+                    "node_rest": layout.proxy_url("provider-node-rest"),
+                    "poll_interval": 0.5,
+                    "provision_delay": 2.0,
+                    "bid_price": "10",
+                    "bid_engine": {"concurrency": 8, "timeout": 1.0, "fail_max": 5, "reset_timeout": 5.0, "work_ms": 5},
+                },
+            ),
+            health=f"http:http://127.0.0.1:{layout.provider_port}/health",
+            labels=_labels("provider-daemon", "provider", "provider-0"),
+            priority=40,
+            endpoint=f"http://127.0.0.1:{layout.provider_port}",
+        )
+    )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# preflight
+
+
+def _find_pg_bin() -> Path:
+    for d in PG_BIN_DIRS:
+        if (d / "postgres").exists() and (d / "initdb").exists():
+            return d
+    raise SandboxError(
+        "PostgreSQL server binaries not found: run `apt-get install -y postgresql` (or ./scripts/setup.sh)"
+    )
+
+
+def preflight(layout: Layout) -> Path:
+    if os.geteuid() != 0:
+        raise SandboxError(
+            "the sandbox needs root (validators run under their own uids, PostgreSQL as postgres): run it as root"
+        )
+    if shutil.which("etcd") is None:
+        raise SandboxError("etcd not found: run `apt-get install -y etcd-server etcd-client` (or ./scripts/setup.sh)")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise SandboxError(
+            "user postgres missing: run `apt-get install -y postgresql` (or ./scripts/setup.sh)"
+        ) from exc
+    pg_bin = _find_pg_bin()
+    if _supervisord_pid(layout) is not None:
+        raise SandboxError(f"a sandbox is already running in {layout.run_dir}: `drillbit sandbox down` first")
+    busy = [f"{host}:{port} ({owner})" for host, port, owner in layout.listeners() if not _port_free(host, port)]
+    if busy:
+        raise SandboxError(
+            f"port already in use: {', '.join(busy[:5])}{' ...' if len(busy) > 5 else ''}; stop what uses it or "
+            "start with another --port-offset"
+        )
+    return pg_bin
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ensure_user(name: str) -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# up / down / status
+
+
+def _supervisor(layout: Layout) -> Any:
+    return xmlrpc.client.ServerProxy(f"http://127.0.0.1:{layout.supervisor_port}/RPC2")
+
+
+def _supervisord_pid(layout: Layout) -> int | None:
+    try:
+        pid = int(layout.pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _write_supervisor_conf(layout: Layout, comps: list[Component]) -> Path:
+    autorestart = "false" if "no-restart" in layout.weaknesses else "true"
+    lines = [
+        "[supervisord]",
+        f"logfile={layout.log_dir / 'supervisord.log'}",
+        f"pidfile={layout.pidfile}",
+        f"childlogdir={layout.log_dir}",
+        "identifier=vesandbox",
+        "loglevel=info",
+        "",
+        "[inet_http_server]",
+        f"port=127.0.0.1:{layout.supervisor_port}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=http://127.0.0.1:{layout.supervisor_port}",
+        "",
+    ]
+    for c in comps:
+        env = {"PYTHONUNBUFFERED": "1", **c.env}
+        lines += [
+            f"[program:{c.name}]",
+            "command=" + " ".join(_quote(a) for a in c.command),
+            f"priority={c.priority}",
+            "autostart=true",
+            f"autorestart={autorestart}",
+            "startsecs=1",
+            "startretries=10",
+            f"stopsignal={c.stopsignal}",
+            "stopwaitsecs=15",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={layout.log_dir / (c.name + '.log')}",
+            "stdout_logfile_maxbytes=20MB",
+            "stdout_logfile_backups=1",
+            "environment=" + ",".join(f'{k}="{v}"' for k, v in env.items()),
+        ]
+        if c.user:
+            lines.append(f"user={c.user}")
+        lines.append("")
+    path = layout.run_dir / "supervisord.conf"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _quote(arg: str) -> str:
+    return f'"{arg}"' if any(ch in arg for ch in " ,;") else arg
+
+
+def _init_postgres(layout: Layout, pg_bin: Path) -> None:
+    pg_data = layout.data_dir / "postgres"
+    sock = layout.data_dir / "pg-socket"
+    pg_uid, pg_gid = pwd.getpwnam("postgres").pw_uid, grp.getgrnam("postgres").gr_gid
+    for d in (pg_data, sock):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chown(d, pg_uid, pg_gid)
+    pg_data.chmod(0o700)
+    result = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            str(pg_bin / "initdb"),
+            "-D",
+            str(pg_data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SandboxError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}")
+    with (pg_data / "pg_hba.conf").open("a") as f:
+        f.write("host replication all 127.0.0.1/32 trust\n")
+
+
+def up(layout: Layout, echo: Any = print) -> dict[str, Any]:
+    layout.weaknesses = validate(layout.weaknesses)
+    pg_bin = preflight(layout)
+    if layout.run_dir.exists():
+        _remove_run_dir(layout)
+    try:
+        for d in (layout.config_dir, layout.log_dir, layout.data_dir / "api"):
+            d.mkdir(parents=True, exist_ok=True)
+        layout.run_dir.chmod(0o755)
+        for i in range(VALIDATORS):
+            uid, gid = _ensure_user(ETCD_USER.format(i))
+            d = layout.data_dir / f"etcd-{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            os.chown(d, uid, gid)
+            d.chmod(0o700)
+        _init_postgres(layout, pg_bin)
+        comps = components(layout, pg_bin)
+        conf = _write_supervisor_conf(layout, comps)
+        endpoints = _endpoints(layout, comps)
+        layout.endpoints_file.write_text(json.dumps(endpoints, indent=2))
+        supervisord = Path(sys.executable).parent / "supervisord"
+        result = subprocess.run([str(supervisord), "-c", str(conf)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SandboxError(f"supervisord failed to start: {result.stderr.strip() or result.stdout.strip()}")
+        _wait_healthy(layout, comps, echo)
+    except BaseException:
+        down(layout, echo=lambda *_: None)
+        raise
+    return endpoints
+
+
+def _endpoints(layout: Layout, comps: list[Component]) -> dict[str, Any]:
+    return {
+        "run_dir": str(layout.run_dir),
+        "port_offset": layout.offset,
+        "weaknesses": layout.weaknesses,
+        "started_at": time.time(),
+        "supervisor": f"http://127.0.0.1:{layout.supervisor_port}/RPC2",
+        "faultproxy": f"http://127.0.0.1:{layout.faultproxy_port}",
+        "node_rpc": layout.proxy_url("node-rpc"),
+        "node_rest": layout.proxy_url("node-rest"),
+        "api": layout.proxy_url("api"),
+        "provider": layout.proxy_url("provider"),
+        "nodes": [
+            {
+                "name": f"node-{i}",
+                "rpc": f"http://127.0.0.1:{layout.node_rpc_port(i)}",
+                "rest": f"http://127.0.0.1:{layout.node_rest_port(i)}",
+                "etcd": f"etcd-{i}",
+            }
+            for i in range(VALIDATORS)
+        ],
+        "etcd": [
+            {
+                "name": f"etcd-{i}",
+                "client": layout.etcd_client(i),
+                "peer_host": layout.etcd_host(i),
+                "peer_port": layout.port(2380),
+                "client_port": layout.port(2379),
+                "user": ETCD_USER.format(i),
+                "uid": pwd.getpwnam(ETCD_USER.format(i)).pw_uid,
+            }
+            for i in range(VALIDATORS)
+        ],
+        "postgres": {
+            "host": "127.0.0.1",
+            "port": layout.pg_port,
+            "user": "postgres",
+            "dbname": "marketplace",
+            "data_dir": str(layout.data_dir / "postgres"),
+        },
+        "proxies": {p["name"]: p for p in layout.proxies()},
+        "components": {
+            c.name: {"labels": c.labels, "endpoint": c.endpoint, "health": c.health, "user": c.user or "root"}
+            for c in comps
+        },
+    }
+
+
+def _check(health: str, timeout: float = 1.0) -> bool:
+    kind, _, target = health.partition(":")
+    if kind == "tcp":
+        host, port = target.rsplit(":", 1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return True
+        except OSError:
+            return False
+    try:
+        return httpx.get(target, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_healthy(layout: Layout, comps: list[Component], echo: Any) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    pending = {c.name: c for c in comps}
+    while pending and time.monotonic() < deadline:
+        for name, c in list(pending.items()):
+            if _check(c.health, timeout=0.5):
+                echo(f"  {name:<11} healthy  {c.endpoint}")
+                del pending[name]
+        if pending:
+            time.sleep(0.2)
+    if pending:
+        details = []
+        for name in pending:
+            log = layout.log_dir / f"{name}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else ["(no log)"]
+            details.append(f"{name}: {' | '.join(tail)}")
+        raise SandboxError(
+            f"not healthy within {STARTUP_TIMEOUT:.0f} s: {', '.join(pending)}\n  " + "\n  ".join(details)
+        )
+
+
+def status(layout: Layout) -> list[dict[str, Any]]:
+    """One row per component: name, state, pid, endpoint, healthy (empty list when not running)."""
+    if _supervisord_pid(layout) is None or not layout.endpoints_file.exists():
+        return []
+    endpoints = json.loads(layout.endpoints_file.read_text())
+    try:
+        infos = {i["name"]: i for i in _supervisor(layout).supervisor.getAllProcessInfo()}
+    except (OSError, xmlrpc.client.Error):
+        infos = {}
+    rows = []
+    for name, comp in endpoints["components"].items():
+        info = infos.get(name, {})
+        rows.append(
+            {
+                "name": name,
+                "state": info.get("statename", "UNKNOWN"),
+                "pid": info.get("pid") or None,
+                "endpoint": comp["endpoint"],
+                "healthy": _check(comp["health"], timeout=1.0),
+                "labels": comp["labels"],
+            }
+        )
+    return rows
+
+
+def _run_dir_pids(layout: Layout) -> list[int]:
+    """PIDs of processes whose command line names the run directory (all of them were started by the sandbox)."""
+    marker = str(layout.run_dir).encode()
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes():
+                out.append(int(entry.name))
+        except OSError:
+            continue
+    return out
+
+
+def down(layout: Layout, echo: Any = print) -> bool:
+    """Stop everything and remove the run directory. Returns False when there was nothing to stop."""
+    pid = _supervisord_pid(layout)
+    had_something = pid is not None or layout.run_dir.exists()
+    if pid is not None:
+        with contextlib.suppress(OSError, xmlrpc.client.Error):
+            _supervisor(layout).supervisor.shutdown()
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    # anything that outlived supervisord (a crash, a SIGKILL): end it by PID
+    for _ in range(3):
+        pids = _run_dir_pids(layout)
+        if not pids:
+            break
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        time.sleep(0.3)
+    if layout.run_dir.exists():
+        _remove_run_dir(layout)
+    if had_something:
+        echo(f"sandbox stopped; {layout.run_dir} removed")
+    return had_something
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie child of ours counts as gone
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _remove_run_dir(layout: Layout) -> None:
+    root = str(layout.run_dir.resolve())
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for m in sorted((m for m in mounts if m == root or m.startswith(root + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    shutil.rmtree(layout.run_dir, ignore_errors=True)
+
+
+def logs(layout: Layout, component: str, lines: int) -> str:
+    path = layout.log_dir / f"{component}.log"
+    if not path.exists():
+        known = sorted(p.stem for p in layout.log_dir.glob("*.log")) if layout.log_dir.exists() else []
+        raise SandboxError(
+            f"no log for {component!r}" + (f"; components: {', '.join(known)}" if known else ": sandbox is not running")
+        )
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vesandbox", description="VirtEngine-in-a-box for reliability testing")
+    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    parser.add_argument("--port-offset", type=int, default=int(os.environ.get("VESANDBOX_PORT_OFFSET", "0")))
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up")
+    p_up.add_argument("--weaken", action="append", default=[], metavar="NAME")
+    sub.add_parser("down")
+    p_status = sub.add_parser("status")
+    p_status.add_argument("--json", action="store_true")
+    p_logs = sub.add_parser("logs")
+    p_logs.add_argument("component")
+    p_logs.add_argument("-n", "--lines", type=int, default=50)
+    sub.add_parser("weaknesses")
+    args = parser.parse_args(argv)
+    layout = Layout(run_dir=args.run_dir.resolve(), offset=args.port_offset)
+    try:
+        if args.cmd == "up":
+            layout.weaknesses = args.weaken
+            t0 = time.monotonic()
+            up(layout)
+            print(f"sandbox up in {time.monotonic() - t0:.1f} s; endpoints: {layout.endpoints_file}")
+        elif args.cmd == "down":
+            if not down(layout):
+                print("sandbox is not running")
+        elif args.cmd == "status":
+            rows = status(layout)
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            elif not rows:
+                print("sandbox is not running")
+            else:
+                for r in rows:
+                    health = "healthy" if r["healthy"] else "UNHEALTHY"
+                    print(f"{r['name']:<11} {r['state']:<9} {health:<9} pid={r['pid'] or '-':<8} {r['endpoint']}")
+            return 0 if rows and all(r["healthy"] for r in rows) else 1
+        elif args.cmd == "logs":
+            print(logs(layout, args.component, args.lines))
+        elif args.cmd == "weaknesses":
+            for w in WEAKNESSES.values():
+                print(f"{w.name:<20} {w.component:<10} {w.doc}")
+    except (SandboxError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

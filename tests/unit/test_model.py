@@ -1,0 +1,73 @@
+import pandas as pd
+
+from drillbit import criteria
+from drillbit.model import Outcome, RunRecord, Sample, Timeline, Verdict, overall
+
+
+def timeline():
+    tl = Timeline()
+    tl.begin_phase("baseline", at=0)
+    tl.begin_phase("injection", at=10)
+    tl.begin_phase("recovery", at=20)
+    tl.end(at=30)
+    for t in range(30):
+        bad = 12 <= t < 16
+        tl.add(Sample("api", float(t), ok=not bad, latency=2.5 if bad else 0.1, error="timeout" if bad else None))
+    return tl
+
+
+def test_samples_are_assigned_to_phases():
+    df = timeline().frame
+    assert df.groupby("phase").size().to_dict() == {"baseline": 10, "injection": 10, "recovery": 10}
+
+
+def test_availability_and_latency_criteria_read_the_right_phase():
+    tl = timeline()
+    base = criteria.availability("avail", "api", 0.99, phase="baseline").grade(tl)
+    inj = criteria.availability("avail", "api", 0.99, phase="injection").grade(tl)
+    assert base.outcome == Outcome.PASS and inj.outcome == Outcome.FAIL
+    assert inj.evidence == {"availability": 0.6, "samples": 10, "failures": 4}
+    p95 = criteria.latency("p95", "api", 95, 2.0, phase="injection").grade(tl)
+    assert p95.outcome == Outcome.FAIL and p95.evidence["p95_s"] == 2.5
+    assert criteria.latency("p95", "api", 95, 2.0, phase="recovery").grade(tl).passed
+
+
+def test_too_few_samples_is_inconclusive_not_pass():
+    v = criteria.availability("avail", "nothing", 0.99).grade(timeline())
+    assert v.outcome == Outcome.INCONCLUSIVE and "only 0 samples" in v.reason
+
+
+def test_a_crashing_criterion_is_inconclusive():
+    from drillbit.model import Criterion
+
+    v = Criterion("boom", "x", lambda tl: 1 / 0).grade(timeline())
+    assert v.outcome == Outcome.INCONCLUSIVE and "ZeroDivisionError" in v.reason
+
+
+def test_recovered_within_uses_the_event():
+    tl = timeline()
+    tl.event("revert", at=16)
+    assert criteria.recovered_within("back", "api", "revert", 1.0).grade(tl).evidence["recovery_s"] == 0.0
+    tl.event("revert", at=29.5)
+    assert criteria.recovered_within("back", "api", "revert", 1.0).grade(tl).outcome == Outcome.FAIL
+
+
+def test_overall_outcome():
+    p, f, i = (Verdict("a", o, "") for o in (Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE))
+    assert overall([p, p]) == Outcome.PASS
+    assert overall([p, i]) == Outcome.INCONCLUSIVE
+    assert overall([p, i, f]) == Outcome.FAIL
+    assert overall([]) == Outcome.INCONCLUSIVE
+
+
+def test_record_round_trips_through_dict():
+    r = RunRecord("synthetic", "sandbox", {"duration": 5}, started_at=1.0)
+    r.finish([Verdict("a", Outcome.PASS, "fine", {"x": 1.5})])
+    back = RunRecord.from_dict(r.to_dict())
+    assert back.outcome == "pass" and back.verdicts[0].evidence == {"x": 1.5}
+
+
+def test_timeline_round_trips_through_a_frame():
+    tl = timeline()
+    again = Timeline.from_frame(tl.frame, tl.phases)
+    pd.testing.assert_frame_equal(again.frame, tl.frame)
