@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -105,8 +108,243 @@ def sandbox_weaknesses() -> None:
     print(result.stdout, end="")
 
 
+# ------------------------------------------------------------------------------------------------------ flows
+
+
+def _prefect_env() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _flows() -> dict[str, Any]:
+    _prefect_env()
+    # flows live outside the core library (they import Prefect); the CLI is their entry point
+    from flows.registry import FLOWS
+
+    return FLOWS
+
+
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are parsed as JSON when they parse (numbers, true/false, lists), else strings."""
+    out: dict[str, Any] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--set {item!r}: expected key=value")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw.split(",") if "," in raw else raw
+        out[key.strip()] = value
+    return out
+
+
+def build_params(flow: Any, sets: dict[str, Any], env: str | None, config_path: str | None):
+    from pydantic import ValidationError
+
+    from flows.registry import params_model
+
+    model = params_model(flow)
+    data = dict(sets)
+    if env:
+        data["environment"] = env
+    if config_path:
+        data["config_path"] = config_path
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(parameters)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown parameter; {flow.name} takes: {', '.join(model.model_fields)}"
+            console.print(f"[red]error:[/] parameter {field}: {msg}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def print_verdicts(record: dict[str, Any]) -> None:
+    from drillbit.model import RunRecord
+    from drillbit.report import verdict_rows
+
+    rec = RunRecord.from_dict(record)
+    colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+    table = Table(title=f"{rec.flow} on {rec.environment}: {rec.outcome.upper()}  (run {rec.run_id[:12]})")
+    for col in ("criterion", "outcome", "threshold", "measured", "reason"):
+        table.add_column(col, overflow="fold")
+    for row in verdict_rows(rec):
+        c = colour.get(row["outcome"], "white")
+        table.add_row(row["criterion"], f"[{c}]{row['outcome']}[/]", row["threshold"], row["measured"], row["reason"])
+    console.print(table)
+    if rec.artifacts.get("timeline_png"):
+        console.print(f"timeline plot: {rec.artifacts['timeline_png']}")
+
+
+@app.command("list")
+def list_flows() -> None:
+    """Every flow Drillbit can run, by name."""
+    from flows.registry import describe, params_model
+
+    table = Table(title="flows (drillbit run NAME)")
+    table.add_column("name")
+    table.add_column("what it tests")
+    table.add_column("parameters")
+    for name, flow in _flows().items():
+        table.add_row(name, describe(flow), ", ".join(params_model(flow).model_fields))
+    console.print(table)
+
+
+@app.command("run")
+def run_flow(
+    name: str = typer.Argument(..., help="Flow name (see `drillbit list`)"),
+    env: str | None = typer.Option(None, "--env", help="Environment from drillbit.yaml (default: the sandbox)"),
+    sets: list[str] = typer.Option([], "--set", help="Parameter as key=value (repeatable)"),
+    config_path: str | None = typer.Option(None, "--config", help="Path to drillbit.yaml"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; run and inject nothing"),
+) -> None:
+    """Run one flow now and print its verdict table; exit code 1 when any criterion fails."""
+    from drillbit import config as cfg
+
+    flows = _flows()
+    if name not in flows:
+        console.print(f"[red]error:[/] unknown flow {name!r}; known: {', '.join(flows)}", highlight=False)
+        raise typer.Exit(2)
+    flow = flows[name]
+    params = build_params(flow, parse_sets(sets), env, config_path)
+    try:
+        resolved = cfg.load(params.config_path).environment(params.environment)
+    except (cfg.ConfigError, sbx.SandboxNotRunning) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if dry_run:
+        console.print(f"[bold]plan[/]: flow {name} on environment {resolved.name} ({resolved.platform})")
+        console.print_json(
+            data={
+                "parameters": params.model_dump(mode="json"),
+                "endpoints": resolved.endpoints.model_dump(exclude_none=True),
+            }
+        )
+        console.print("dry run: nothing was run or injected")
+        return
+    try:
+        record = flow(params=params)
+    except Exception as exc:  # the flow itself broke (not a failed criterion)
+        console.print(f"[red]error:[/] flow {name} did not complete: {exc.__class__.__name__}: {exc}", highlight=False)
+        raise typer.Exit(3) from None
+    print_verdicts(record)
+    raise typer.Exit(0 if record["outcome"] == "pass" else 1)
+
+
+@app.command("runs")
+def list_runs(
+    flow: str | None = typer.Option(None, "--flow"),
+    env: str | None = typer.Option(None, "--env"),
+    limit: int = typer.Option(20, "--limit"),
+) -> None:
+    """Stored runs, newest first."""
+    from datetime import UTC, datetime
+
+    from drillbit.store import ResultsStore
+
+    store = ResultsStore()
+    table = Table(title=f"runs in {store.url}")
+    for col in ("started (UTC)", "flow", "environment", "outcome", "took", "failed criteria", "run"):
+        table.add_column(col, overflow="fold")
+    for r in store.list(flow=flow, environment=env, limit=limit):
+        took = f"{(r.finished_at or r.started_at) - r.started_at:.1f} s"
+        failed = ", ".join(v.criterion for v in r.verdicts if not v.passed)
+        started = datetime.fromtimestamp(r.started_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(started, r.flow, r.environment, r.outcome, took, failed, r.run_id[:12])
+    console.print(table)
+
+
+@app.command("report")
+def write_report(
+    out: Path = typer.Option(Path("drillbit-report.html"), "--out", help="Where to write the page"),
+) -> None:
+    """Write one HTML page over the stored runs: latest verdicts, trends, SLOs and error budgets, plots."""
+    from drillbit import report
+    from drillbit.config import DEFAULT_SLOS
+    from drillbit.store import ResultsStore
+
+    slos = {s.id: s.target for s in DEFAULT_SLOS}
+    targets = {
+        "tx-submission": slos["SLO-NODE-003"],
+        "chain-query": slos["SLO-NODE-001"],
+        "market-query": slos["SLO-API-001"],
+        "deployment-provisioning": slos["SLO-PROV-003"],
+    }
+    path = report.html_report(ResultsStore(), out, targets)
+    console.print(f"report written to {path}")
+
+
+DEMO_PLAN: list[tuple[str, dict[str, Any]]] = [
+    ("synthetic", {"rounds": 2, "interval": 2.0}),
+    ("e2e", {}),
+]
+
+
+@app.command("demo")
+def demo(
+    keep: bool = typer.Option(False, "--keep", help="Leave the sandbox running afterwards"),
+    out: Path = typer.Option(Path("drillbit-report.html"), "--out", help="Where to write the HTML report"),
+) -> None:
+    """Start the sandbox, run every available test type once (compressed), print a scorecard, write the report."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    flows = _flows()
+    started_here = False
+    scorecard: list[tuple[str, str, str]] = []
+    try:
+        if not sbx.status_ok():
+            with console.status("starting the sandbox"):
+                result = sbx.launcher(["up"], capture=True)
+            if result.returncode != 0:
+                console.print(result.stderr.rstrip(), style="red", highlight=False)
+                raise typer.Exit(result.returncode)
+            started_here = True
+            console.print("[green]sandbox up[/]")
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
+            for name, sets in DEMO_PLAN:
+                t = prog.add_task(f"running {name}", total=None)
+                try:
+                    record = flows[name](params=build_params(flows[name], sets, None, None))
+                    outcome = record["outcome"]
+                    failed = ", ".join(v["criterion"] for v in record["verdicts"] if v["outcome"] != "pass")
+                    figures = ", ".join(f"{k}={v}" for k, v in list(_key_figures(record).items())[:4])
+                    scorecard.append((name, outcome, failed or figures))
+                except Exception as exc:
+                    scorecard.append((name, "error", f"{exc.__class__.__name__}: {exc}"))
+                prog.update(t, description=f"{name}: {scorecard[-1][1]}", completed=1, total=1)
+        table = Table(title="Drillbit demo scorecard")
+        for col in ("test type", "verdict", "key figures / failed criteria"):
+            table.add_column(col, overflow="fold")
+        colour = {"pass": "green", "fail": "red"}
+        for name, outcome, detail in scorecard:
+            table.add_row(name, f"[{colour.get(outcome, 'yellow')}]{outcome}[/]", detail)
+        console.print(table)
+        write_report(out)
+    finally:
+        if started_here and not keep:
+            with console.status("stopping the sandbox"):
+                sbx.launcher(["down"], capture=True)
+            console.print("sandbox stopped")
+    raise typer.Exit(0 if all(o == "pass" for _, o, _ in scorecard) else 1)
+
+
+def _key_figures(record: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for v in record["verdicts"]:
+        for k, x in v.get("evidence", {}).items():
+            if isinstance(x, int | float) and k not in out and k != "samples":
+                out[k] = x
+    return out
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ def launcher(args: Sequence[str], *, run: Path | None = None, offset: int | None
     return subprocess.run(cmd, capture_output=capture, text=True)
 
 
+def status_ok(run: Path | None = None) -> bool:
+    """True when a sandbox runs in the run directory and every component is healthy."""
+    return launcher(["status"], run=run, capture=True).returncode == 0
+
+
 def endpoints(run: Path | None = None) -> dict[str, Any]:
     """The running sandbox's endpoints (``RUN/endpoints.json``)."""
     path = (run or run_dir()) / "endpoints.json"

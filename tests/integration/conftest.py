@@ -1,84 +1,42 @@
-"""Fixtures that run the real sandbox (real processes on loopback) for integration tests."""
+"""Session fixtures: one healthy sandbox and one Prefect test server for all integration tests that need them."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import time
-from collections.abc import Iterator
+import os
 from pathlib import Path
-from typing import Any
 
-from drillbit import sandbox as sbx
-from drillbit.client import VirtEngineClient
+import pytest
 
-# tests never share ports with a developer's sandbox (offset 0)
-HEALTHY_OFFSET = 100
-WEAK_OFFSET = 200
+from tests.integration.helpers import HEALTHY_OFFSET, running_sandbox
+
+HEALTHY_RUN_DIR = Path("/tmp/drillbit-test-sandbox")
 
 
-@contextlib.contextmanager
-def running_sandbox(run_dir: Path, offset: int, weaknesses: list[str] = ()) -> Iterator[dict[str, Any]]:
-    args = ["up"]
-    for w in weaknesses:
-        args += ["--weaken", w]
-    try:
-        result = sbx.launcher(args, run=run_dir, offset=offset, capture=True)
-        assert result.returncode == 0, f"sandbox up failed:\n{result.stdout}\n{result.stderr}"
-        yield sbx.endpoints(run_dir)
-    finally:
-        sbx.launcher(["down"], run=run_dir, offset=offset, capture=True)
+@pytest.fixture(scope="session")
+def sandbox():
+    """The healthy sandbox (offset ports, own run dir); tests that break it must repair it."""
+    with running_sandbox(HEALTHY_RUN_DIR, HEALTHY_OFFSET) as ep:
+        yield ep
 
 
-def client_for(ep: dict[str, Any], timeout: float = 10.0) -> VirtEngineClient:
-    return VirtEngineClient(ep["node_rpc"], ep["node_rest"], ep["api"], ep["provider"], timeout=timeout)
+@pytest.fixture(scope="session")
+def drillbit_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("drillbit-home")
+    old = os.environ.get("DRILLBIT_HOME")
+    os.environ["DRILLBIT_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("DRILLBIT_HOME", None)
+    else:
+        os.environ["DRILLBIT_HOME"] = old
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
-    """Poll until predicate() is truthy; return its value or fail with `what`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            last = predicate()
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {last!r})")
+@pytest.fixture(scope="session")
+def prefect_server(sandbox, drillbit_home):
+    """A temporary Prefect server for flow runs, with the sandbox as the default environment."""
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["DRILLBIT_SANDBOX_DIR"] = str(HEALTHY_RUN_DIR)
+    from prefect.testing.utilities import prefect_test_harness
 
-
-@contextlib.contextmanager
-def blocked_port(port: int, table: str = "drillbit_test") -> Iterator[None]:
-    """Drop TCP traffic to a loopback port with an nftables table of the test's own (deleted afterwards)."""
-    rules = f"""
-table inet {table} {{
-  chain output {{
-    type filter hook output priority -10; policy accept;
-    oifname "lo" tcp dport {port} drop
-  }}
-}}
-"""
-    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
-    try:
+    with prefect_test_harness(server_startup_timeout=180):
         yield
-    finally:
-        subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
-
-
-def nft_tables() -> str:
-    return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-
-
-@contextlib.contextmanager
-def toxic(ep: dict[str, Any], proxy: str, type_: str, **attributes: Any) -> Iterator[dict[str, Any]]:
-    """Add a toxic on one of the sandbox's fault-proxy links; removed afterwards."""
-    import httpx
-
-    base = f"{ep['faultproxy']}/proxies/{proxy}/toxics"
-    r = httpx.post(base, json={"type": type_, "attributes": attributes}, timeout=5)
-    r.raise_for_status()
-    created = r.json()
-    try:
-        yield created
-    finally:
-        httpx.delete(f"{base}/{created['name']}", timeout=5)

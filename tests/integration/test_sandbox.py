@@ -11,17 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import HEALTHY_OFFSET, blocked_port, client_for, running_sandbox, wait_for
+from tests.integration.helpers import blocked_port, client_for, wait_for
 
 pytestmark = pytest.mark.integration
-
-RUN_DIR = Path("/tmp/drillbit-test-sandbox")
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with running_sandbox(RUN_DIR, HEALTHY_OFFSET) as ep:
-        yield ep
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drillbit import sandbox as sbx
-from tests.integration.conftest import nft_tables
+from tests.integration.helpers import nft_tables
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import WEAK_OFFSET, blocked_port, client_for, running_sandbox, toxic, wait_for
+from tests.integration.helpers import WEAK_OFFSET, blocked_port, client_for, running_sandbox, toxic, wait_for
 
 pytestmark = pytest.mark.integration
 

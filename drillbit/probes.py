@@ -1,0 +1,156 @@
+"""Probes: look at the target once, return a Sample. Synthetic checks, steady-state checks and canaries are probes.
+
+A check (the seed's ``CheckFunc``) raises on failure; ``as_probe`` times it and turns it into a Sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from drillbit.client import ClientError, VirtEngineClient
+from drillbit.model import Sample
+
+Check = Callable[[], float | None]  # raises on failure; may return a measured value
+Probe = Callable[[], Sample]
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def as_probe(name: str, check: Check) -> Probe:
+    def probe() -> Sample:
+        ts = time.time()
+        t0 = time.perf_counter()
+        try:
+            value = check()
+        except Exception as exc:  # a probe never raises: a failure is a sample
+            return Sample(name, ts, False, time.perf_counter() - t0, error=f"{exc.__class__.__name__}: {exc}"[:500])
+        return Sample(name, ts, True, time.perf_counter() - t0, value=value)
+
+    probe.__name__ = name
+    return probe
+
+
+def http_ok(url: str, timeout: float = 5.0, client: httpx.Client | None = None) -> Check:
+    """The URL answers 2xx within the timeout."""
+
+    def check() -> None:
+        r = (client or httpx).get(url, timeout=timeout)
+        if r.status_code >= 300:
+            raise CheckFailed(f"HTTP {r.status_code} from {url}")
+
+    return check
+
+
+# ----------------------------------------------------------------------------------------- the seed's synthetic checks
+
+
+def tx_submission(client: VirtEngineClient, signer: str = "drillbit-synthetic", timeout: float = 30.0) -> Check:
+    """Submit a transaction and wait for its confirmation (seed: confirmed within 30 s). Value: block height."""
+
+    def check() -> float:
+        msg = {"owner": signer, "host_uri": "https://synthetic.drillbit.invalid", "attributes": []}
+        result = client.submit("provider/create", signer, msg, confirm_timeout=timeout)
+        return float(result.height)
+
+    return check
+
+
+def chain_query(client: VirtEngineClient, limit: float = 2.0) -> Check:
+    """Read the chain's status through the node RPC (SLO-NODE-006: query response under 2 s). Value: height."""
+
+    def check() -> float:
+        t0 = time.perf_counter()
+        height = client.height()
+        took = time.perf_counter() - t0
+        if took > limit:
+            raise CheckFailed(f"query took {took:.2f} s (limit {limit:g} s)")
+        return float(height)
+
+    return check
+
+
+def market_query(client: VirtEngineClient, limit: float = 2.0) -> Check:
+    """Query open orders on the marketplace API (seed: answered in under 2 s). Value: number of orders."""
+
+    def check() -> float:
+        t0 = time.perf_counter()
+        r = client.api_get("/api/v1/market/orders", state="open", limit=50)
+        took = time.perf_counter() - t0
+        if r.status_code != 200:
+            raise CheckFailed(f"HTTP {r.status_code}: {r.text[:120]}")
+        if took > limit:
+            raise CheckFailed(f"query too slow: {took:.2f} s (limit {limit:g} s)")
+        return float(len(r.json().get("items", [])))
+
+    return check
+
+
+_dseq = itertools.count(int(time.time() * 1000) % 10**12)
+
+
+def next_dseq() -> int:
+    return next(_dseq)
+
+
+@dataclass
+class LifecycleTimes:
+    """Per-step durations (seconds) of one deployment lifecycle, filled as it goes."""
+
+    steps: dict[str, float] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def deployment_provisioning(
+    client: VirtEngineClient, owner: str = "drillbit-synthetic", timeout: float = 300.0, bid_timeout: float = 30.0
+) -> Check:
+    """Create a deployment, accept a bid, wait until the workload runs; always close it (seed: running within 5 min).
+
+    Value: seconds from creation to running.
+    """
+
+    def check() -> float:
+        dseq = next_dseq()
+        t0 = time.monotonic()
+        client.create_deployment(owner, dseq)
+        try:
+            bids = wait_until(lambda: client.bids(owner=owner, dseq=dseq, state="open"), bid_timeout, "a bid")
+            client.create_lease(bids[0]["id"])
+            remaining = max(1.0, timeout - (time.monotonic() - t0))
+            wait_until(lambda: _running(client, bids[0]["id"]), remaining, "the workload to run")
+            return time.monotonic() - t0
+        finally:
+            with contextlib.suppress(ClientError):  # best effort here; the E2E flow grades closing explicitly
+                client.close_deployment(owner, dseq)
+
+    return check
+
+
+def _running(client: VirtEngineClient, lease_id: dict[str, Any]) -> bool:
+    status = client.lease_status(lease_id)
+    return bool(status and status.get("state") == "running")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Poll ``predicate`` until it returns something truthy; raise CheckFailed naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (ClientError, httpx.HTTPError) as exc:
+            last_error = exc
+        if time.monotonic() >= deadline:
+            suffix = f" (last error: {last_error})" if last_error else ""
+            raise CheckFailed(f"no {what} within {timeout:.0f} s{suffix}")
+        time.sleep(interval)

@@ -1,0 +1,25 @@
+"""Every flow by its kebab-case name: the same names in the CLI, the Prefect UI and the calendar."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from pydantic import BaseModel
+
+from flows.e2e import e2e
+from flows.synthetic import synthetic
+
+FLOWS = {f.name: f for f in (synthetic, e2e)}
+
+
+def params_model(flow: Any) -> type[BaseModel]:
+    """The pydantic model of a flow's ``params`` argument."""
+    ann = inspect.signature(flow.fn).parameters["params"].annotation
+    if isinstance(ann, str):  # from __future__ annotations
+        ann = flow.fn.__globals__[ann]
+    return ann
+
+
+def describe(flow: Any) -> str:
+    return (inspect.getdoc(inspect.getmodule(flow.fn)) or "").split("\n")[0]

@@ -1,0 +1,12 @@
+"""Grade-phase task: criteria over the timeline. Never retried: grading the same data twice gives the same answer."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from drillbit.model import Criterion, Timeline, Verdict
+
+
+@task(name="grade")
+def grade(timeline: Timeline, criteria: list[Criterion]) -> list[Verdict]:
+    return [c.grade(timeline) for c in criteria]

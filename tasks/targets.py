@@ -1,0 +1,21 @@
+"""Resolve the environment a flow runs against (config + running sandbox), with safety checks, before anything runs."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from drillbit import config
+from drillbit.client import VirtEngineClient
+from drillbit.config import ResolvedEnvironment
+
+
+@task(name="resolve-environment", retries=2, retry_delay_seconds=1)
+def resolve_environment(
+    name: str | None, config_path: str | None = None, destructive: bool = False
+) -> ResolvedEnvironment:
+    return config.load(config_path).environment(name, destructive=destructive)
+
+
+def client_for(env: ResolvedEnvironment, timeout: float = 10.0) -> VirtEngineClient:
+    ep = env.endpoints
+    return VirtEngineClient(ep.node_rpc, ep.node_rest, ep.api, ep.provider, timeout=timeout)
