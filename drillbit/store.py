@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from drillbit.model import RunRecord, Sample
+from drillbit.paths import drillbit_home
 
 metadata = sa.MetaData()
 
@@ -47,10 +48,6 @@ samples = sa.Table(
     sa.Column("phase", sa.String(32)),
     sa.Index("ix_samples_probe_ts", "environment", "probe", "ts"),
 )
-
-
-def drillbit_home() -> Path:
-    return Path(os.environ.get("DRILLBIT_HOME", str(Path.home() / ".drillbit")))
 
 
 def default_url() -> str:

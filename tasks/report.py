@@ -10,7 +10,8 @@ from prefect.logging import get_run_logger
 
 from drillbit import report
 from drillbit.model import RunRecord, Sample, Timeline
-from drillbit.store import ResultsStore, drillbit_home
+from drillbit.paths import drillbit_home
+from drillbit.store import ResultsStore
 
 
 def artifacts_dir(record: RunRecord) -> Path:
@@ -35,8 +36,7 @@ def persist_and_publish(
     record.events = timeline.events
     samples: list[Sample] | None = None
     if store_samples:
-        samples = [Sample(**{k: v for k, v in r.items()}) for r in timeline.frame.to_dict("records")]
-        samples = [Sample(**{k: (None if v != v else v) for k, v in s.__dict__.items()}) for s in samples]
+        samples = timeline.samples()
     ResultsStore(results_url).save(record, samples)  # persisted before anything is reported
     key = record.flow.replace("_", "-")
     create_markdown_artifact(
