@@ -17,7 +17,7 @@ from drillbit import sandbox as sbx
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Drillbit: reliability testing for VirtEngine.")
 sandbox_app = typer.Typer(no_args_is_help=True, help="Start, inspect and stop the local VirtEngine sandbox.")
 app.add_typer(sandbox_app, name="sandbox")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 RunDirOpt = typer.Option(
     None, "--run-dir", help="Sandbox run directory (default $DRILLBIT_SANDBOX_DIR or /tmp/vesandbox)"

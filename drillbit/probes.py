@@ -57,8 +57,12 @@ def tx_submission(client: VirtEngineClient, signer: str = "drillbit-synthetic", 
     """Submit a transaction and wait for its confirmation (seed: confirmed within 30 s). Value: block height."""
 
     def check() -> float:
-        msg = {"owner": signer, "host_uri": "https://synthetic.drillbit.invalid", "attributes": []}
-        result = client.submit("provider/create", signer, msg, confirm_timeout=timeout)
+        msg = {
+            "owner": signer,
+            "host_uri": "https://synthetic.drillbit.invalid",
+            "attributes": [{"key": "heartbeat", "value": str(time.time())}],
+        }
+        result = client.submit("provider/update", signer, msg, confirm_timeout=timeout)
         return float(result.height)
 
     return check

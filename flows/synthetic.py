@@ -56,12 +56,10 @@ def burn_criterion(
             ok = pd.Series(both["ok"].astype(bool).to_numpy(), index=pd.to_datetime(both["ts"], unit="s")).sort_index()
             budget = slo.budget_report(ok, target)
             rules = slo.multiwindow_burn(ok, target)
-            evidence[probe] = {
-                "budget_remaining": round(budget.remaining_fraction, 4),
-                "budget_status": str(budget.status),
-                "burn_5m": round(rules[0].short_rate, 2),
-                "burn_1h": round(rules[0].long_rate, 2),
-            }
+            evidence[probe] = (
+                f"budget left {budget.remaining_fraction:.1%} ({budget.status}), "
+                f"burn 5m {rules[0].short_rate:.1f}x / 1h {rules[0].long_rate:.1f}x"
+            )
             firing += [f"{probe}: {r.rule} ({r.severity})" for r in rules if r.firing and r.severity.startswith("page")]
         if firing:
             return Verdict("error budget burn", Outcome.FAIL, "paging burn rate: " + "; ".join(firing), evidence)

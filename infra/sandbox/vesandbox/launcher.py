@@ -201,6 +201,8 @@ def components(layout: Layout, pg_bin: Path) -> list[Component]:
                     "--pre-vote=true",
                     "--snapshot-count=10000",
                     "--quota-backend-bytes=1073741824",
+                    "--auto-compaction-mode=revision",
+                    "--auto-compaction-retention=10000",
                 ],
                 health=f"http:{layout.etcd_client(i)}/health",
                 labels=_labels("virtengine-validator-store", "consensus", f"etcd-{i}"),
