@@ -282,6 +282,8 @@ def cleanup_cmd(
     expired_only: bool = typer.Option(False, "--expired-only", help="Only faults whose time-to-live has passed"),
 ) -> None:
     """Revert every fault the ledger still holds (after a crash or SIGKILL of a run). Exit 1 if one could not be."""
+    from datetime import UTC, datetime
+
     from drillbit.faults.base import cleanup
     from drillbit.faults.ledger import Ledger
 
@@ -293,8 +295,6 @@ def cleanup_cmd(
     table = Table(title="cleanup")
     for col in ("fault", "target", "injected (UTC)", "result"):
         table.add_column(col, overflow="fold")
-    from datetime import UTC, datetime
-
     for handle, result in results:
         when = datetime.fromtimestamp(handle.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(f"{handle.kind} {handle.id}", handle.target, when, result)
@@ -329,32 +329,7 @@ def demo(
             started_here = True
             console.print("[green]sandbox up[/]")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
-            for name, sets in @app.command("cleanup")
-def cleanup_cmd(
-    expired_only: bool = typer.Option(False, "--expired-only", help="Only faults whose time-to-live has passed"),
-) -> None:
-    """Revert every fault the ledger still holds (after a crash or SIGKILL of a run). Exit 1 if one could not be."""
-    from drillbit.faults.base import cleanup
-    from drillbit.faults.ledger import Ledger
-
-    ledger = Ledger()
-    results = cleanup(ledger, only_expired=expired_only)
-    if not results:
-        console.print(f"nothing to clean up (ledger {ledger.root} is empty)")
-        return
-    table = Table(title="cleanup")
-    for col in ("fault", "target", "injected (UTC)", "result"):
-        table.add_column(col, overflow="fold")
-    from datetime import UTC, datetime
-
-    for handle, result in results:
-        when = datetime.fromtimestamp(handle.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(f"{handle.kind} {handle.id}", handle.target, when, result)
-    console.print(table)
-    raise typer.Exit(0 if all(r == "reverted" for _, r in results) else 1)
-
-
-DEMO_PLAN:
+            for name, sets in DEMO_PLAN:
                 t = prog.add_task(f"running {name}", total=None)
                 try:
                     record = flows[name](params=build_params(flows[name], sets, None, None))

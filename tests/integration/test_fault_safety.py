@@ -1,4 +1,4 @@
-"""Fault safety on the real machine: the ledger, revert, the TTL reaper and cleanup after SIGKILL (no sandbox needed)."""
+"""Fault safety on the real machine: ledger, revert, TTL reaper, cleanup after SIGKILL (no sandbox needed)."""
 
 from __future__ import annotations
 
