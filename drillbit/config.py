@@ -262,6 +262,13 @@ class ResolvedEnvironment(BaseModel):
     def platform(self) -> str:
         return self.spec.platform
 
+    def selector(self, role: str) -> dict[str, str]:
+        """Label selector of a role (node, provider, database, ...) — the same labels on the sandbox and Kubernetes."""
+        selectors = (self.spec.kubernetes or KubernetesTarget()).selectors
+        if role not in selectors:
+            raise ConfigError([f"environments.{self.name}.kubernetes.selectors: no selector for role {role!r}"])
+        return selectors[role]
+
     def slo(self, slo_id: str) -> SLO:
         for s in self.spec.slos:
             if s.id == slo_id:

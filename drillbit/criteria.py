@@ -129,3 +129,137 @@ def recovered_within(name: str, probe: str, after_event: str, seconds: float) ->
         return Verdict(name, outcome, f"{probe} ok {took:.1f} s after {after_event}", {"recovery_s": round(took, 2)})
 
     return Criterion(name, f"recovered within {seconds:g} s", check)
+
+
+# ------------------------------------------------------------------------------------------- chaos experiment criteria
+
+
+def _event_ts(tl: Timeline, kind: str) -> float | None:
+    marks = [e["ts"] for e in tl.events if e["kind"] == kind]
+    return marks[-1] if marks else None
+
+
+def budget_share(
+    name: str, probes: list[str], target: float, interval: float, max_share: float, phase: str | None = None
+) -> Criterion:
+    """The experiment spent at most ``max_share`` of the SLO's 28-day error budget.
+
+    Each failed check stands for ``interval`` seconds of unavailability of that surface (time-based SLI); the
+    budget is (1 - target) × 28 days. "SLO held" then means the experiment alone cannot threaten the month.
+    """
+    budget_s = (1.0 - target) * 28 * 86400
+
+    def check(tl: Timeline) -> Verdict:
+        df = tl.frame
+        df = df[df["probe"].isin(probes)]
+        if phase:
+            df = df[df["phase"] == phase]
+        if df.empty:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no samples of {', '.join(probes)}")
+        failures = int((~df["ok"].astype(bool)).sum())
+        bad_s = failures * interval
+        share = bad_s / budget_s
+        ev = {"failed_checks": failures, "checks": len(df), "bad_seconds": bad_s, "budget_share": round(share, 5)}
+        outcome = Outcome.PASS if share <= max_share else Outcome.FAIL
+        reason = f"{failures} failed checks ≈ {bad_s:g} s unavailable = {share:.2%} of the 28-day error budget"
+        return Verdict(name, outcome, reason, ev)
+
+    return Criterion(name, f"≤ {max_share:.0%} of the {target:.2%} SLO's 28-day budget", check)
+
+
+def value_increase(name: str, probe: str, phase: str, minimum: float, what: str = "blocks") -> Criterion:
+    """max(value) - min(value) of a probe's successful samples during a phase is at least ``minimum``."""
+
+    def check(tl: Timeline) -> Verdict:
+        df = tl.select(probe=probe, phase=phase)
+        vals = df.loc[df["ok"].astype(bool), "value"].dropna()
+        if len(vals) < 2:
+            return Verdict(
+                name,
+                Outcome.FAIL,
+                f"fewer than 2 successful readings of {probe} during {phase}",
+                {"readings": len(vals)},
+            )
+        grew = float(vals.max() - vals.min())
+        outcome = Outcome.PASS if grew >= minimum else Outcome.FAIL
+        ev = {"increase": grew, "from": float(vals.min()), "to": float(vals.max())}
+        return Verdict(name, outcome, f"{grew:g} {what} during {phase}", ev)
+
+    return Criterion(name, f"≥ {minimum:g} {what} during {phase}", check)
+
+
+def alerts_fired(name: str, expected: list[str], after_event: str = "inject", within: float | None = None) -> Criterion:
+    """One of the expected alerts started firing in Alertmanager after the fault (within ``within`` seconds)."""
+
+    def check(tl: Timeline) -> Verdict:
+        t0 = _event_ts(tl, after_event)
+        if t0 is None:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no {after_event!r} event")
+        fired = [e for e in tl.events if e["kind"] == "alert_firing" and e["ts"] >= t0 - 1]
+        hits = [e for e in fired if e.get("alertname") in expected]
+        ev = {"fired": sorted({e.get("alertname") for e in fired}), "expected_any_of": expected}
+        if not hits:
+            return Verdict(name, Outcome.FAIL, f"none of {', '.join(expected)} fired", ev)
+        took = hits[0]["ts"] - t0
+        ev["first"] = hits[0].get("alertname")
+        ev["seconds_after_fault"] = round(took, 1)
+        if within is not None and took > within:
+            return Verdict(name, Outcome.FAIL, f"{hits[0]['alertname']} fired after {took:.0f} s", ev)
+        return Verdict(name, Outcome.PASS, f"{hits[0]['alertname']} fired {took:.0f} s after the fault", ev)
+
+    return Criterion(name, f"any of {', '.join(expected)}" + (f" within {within:g} s" if within else ""), check)
+
+
+def paged(name: str, expected: list[str], within: float, after_event: str = "inject") -> Criterion:
+    """The on-call pager received a page for one of the expected alerts within ``within`` seconds of the fault."""
+
+    def check(tl: Timeline) -> Verdict:
+        t0 = _event_ts(tl, after_event)
+        if t0 is None:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no {after_event!r} event")
+        pages = [e for e in tl.events if e["kind"] == "page" and e["ts"] >= t0 - 1 and e.get("alertname") in expected]
+        if not pages:
+            return Verdict(name, Outcome.FAIL, "no page for " + ", ".join(expected), {"pages": 0})
+        took = pages[0]["ts"] - t0
+        ev = {"alertname": pages[0].get("alertname"), "seconds_after_fault": round(took, 1), "pages": len(pages)}
+        outcome = Outcome.PASS if took <= within else Outcome.FAIL
+        return Verdict(name, outcome, f"paged for {pages[0].get('alertname')} {took:.0f} s after the fault", ev)
+
+    return Criterion(name, f"page within {within:g} s", check)
+
+
+def acknowledged(name: str, within: float | None, after_event: str = "inject") -> Criterion:
+    """On-call acknowledged the page within ``within`` s; optional (inconclusive) when no ack source is configured."""
+
+    def check(tl: Timeline) -> Verdict:
+        if within is None:
+            return Verdict(
+                name,
+                Outcome.INCONCLUSIVE,
+                "no acknowledgement source configured: set ack_within to grade on-call response",
+            )
+        t0 = _event_ts(tl, after_event)
+        acks = [e for e in tl.events if e["kind"] == "page_ack" and t0 is not None and e["ts"] >= t0]
+        if not acks:
+            return Verdict(name, Outcome.FAIL, f"no acknowledgement within {within:g} s", {"acks": 0})
+        took = acks[0]["ts"] - (t0 or acks[0]["ts"])
+        outcome = Outcome.PASS if took <= within else Outcome.FAIL
+        return Verdict(
+            name, outcome, f"acknowledged by {acks[0].get('by')} after {took:.0f} s", {"ack_s": round(took, 1)}
+        )
+
+    return Criterion(
+        name, f"ack within {within:g} s" if within else "ack (not configured)", check, required=within is not None
+    )
+
+
+def event_check(name: str, kind: str, threshold: str, judge) -> Criterion:
+    """Grade from a machine event recorded in the timeline (e.g. a write-canary verification)."""
+
+    def check(tl: Timeline) -> Verdict:
+        found = [e for e in tl.events if e["kind"] == kind]
+        if not found:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no {kind!r} recorded")
+        return judge(found[-1])
+
+    return Criterion(name, threshold, check)

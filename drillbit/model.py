@@ -195,6 +195,7 @@ class Verdict:
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)
     threshold: str = ""
+    required: bool = True  # an inconclusive optional criterion is shown but does not block a pass
 
     @property
     def passed(self) -> bool:
@@ -207,11 +208,19 @@ class Verdict:
             "reason": self.reason,
             "threshold": self.threshold,
             "evidence": _jsonable(self.evidence),
+            "required": self.required,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        return cls(d["criterion"], Outcome(d["outcome"]), d["reason"], d.get("evidence", {}), d.get("threshold", ""))
+        return cls(
+            d["criterion"],
+            Outcome(d["outcome"]),
+            d["reason"],
+            d.get("evidence", {}),
+            d.get("threshold", ""),
+            d.get("required", True),
+        )
 
 
 @dataclass
@@ -221,6 +230,7 @@ class Criterion:
     name: str
     threshold: str
     check: Callable[[Any], Verdict]
+    required: bool = True
 
     def grade(self, context: Any) -> Verdict:
         try:
@@ -229,14 +239,19 @@ class Criterion:
             verdict = Verdict(self.name, Outcome.INCONCLUSIVE, f"could not evaluate: {exc.__class__.__name__}: {exc}")
         verdict.criterion = self.name
         verdict.threshold = verdict.threshold or self.threshold
+        verdict.required = self.required
         return verdict
 
 
 def overall(verdicts: list[Verdict]) -> Outcome:
-    """FAIL if any failed; otherwise INCONCLUSIVE if any was; PASS only when every criterion passed."""
+    """FAIL if any failed; otherwise INCONCLUSIVE if a required one was; PASS when every required criterion passed.
+
+    An optional criterion (``required=False``) that is inconclusive — e.g. on-call acknowledgement where no
+    acknowledgement source is configured — is reported but does not hold back a pass; if it fails, the run fails.
+    """
     if any(v.outcome == Outcome.FAIL for v in verdicts):
         return Outcome.FAIL
-    if any(v.outcome == Outcome.INCONCLUSIVE for v in verdicts) or not verdicts:
+    if not verdicts or any(v.outcome == Outcome.INCONCLUSIVE and v.required for v in verdicts):
         return Outcome.INCONCLUSIVE
     return Outcome.PASS
 

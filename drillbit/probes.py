@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,3 +159,79 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
             suffix = f" (last error: {last_error})" if last_error else ""
             raise CheckFailed(f"no {what} within {timeout:.0f} s{suffix}")
         time.sleep(interval)
+
+
+# ----------------------------------------------------------------------------------------- probes for experiments
+
+
+def api_read(client: VirtEngineClient, path: str = "/api/v1/market/orders", limit: float = 2.0) -> Check:
+    """A marketplace API read; value 1.0 when it was served from the API's cache (``X-Cache: stale|hit``)."""
+
+    def check() -> float:
+        t0 = time.perf_counter()
+        r = client.api_get(path, limit=20)
+        if r.status_code != 200:
+            raise CheckFailed(f"HTTP {r.status_code}: {r.text[:120]}")
+        if time.perf_counter() - t0 > limit:
+            raise CheckFailed(f"read took {time.perf_counter() - t0:.2f} s (limit {limit:g} s)")
+        return 1.0 if r.headers.get("x-cache") in ("stale", "hit") else 0.0
+
+    return check
+
+
+class WriteCanary:
+    """Writes monotonically numbered records through the API and remembers every acknowledged one.
+
+    ``verify()`` later reads each acknowledged key back: an acknowledged write that is missing is a lost write.
+    """
+
+    def __init__(self, client: VirtEngineClient, prefix: str) -> None:
+        self.client, self.prefix = client, prefix
+        self.seq = 0
+        self.acked: dict[str, float] = {}  # key → ack time
+        self.queued: set[str] = set()
+        self._lock = threading.Lock()
+
+    def check(self) -> float:
+        with self._lock:
+            self.seq += 1
+            seq = self.seq
+        key = f"{self.prefix}-{seq:08d}"
+        r = self.client.api_post("/api/v1/records", {"key": key, "value": {"seq": seq, "ts": time.time()}})
+        if r.status_code not in (201, 202):
+            raise CheckFailed(f"write {key}: HTTP {r.status_code}: {r.text[:120]}")
+        with self._lock:
+            self.acked[key] = time.time()
+            if r.status_code == 202:
+                self.queued.add(key)
+        return float(seq)
+
+    def verify(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait (bounded) for every acknowledged write to be readable; report the missing ones."""
+        deadline = time.monotonic() + timeout
+        missing = sorted(self.acked)
+        while missing and time.monotonic() < deadline:
+            still = []
+            for key in missing:
+                try:
+                    ok = self.client.api_get(f"/api/v1/records/{key}").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if not ok:
+                    still.append(key)
+            missing = still
+            if missing:
+                time.sleep(0.5)
+        return {"acknowledged": len(self.acked), "queued": len(self.queued), "missing": missing}
+
+
+def component_health(url: str, timeout: float = 2.0) -> Check:
+    """A component's own health endpoint (not through any proxy): is this very process serving?"""
+    client = httpx.Client(timeout=timeout)
+
+    def check() -> None:
+        r = client.get(url)
+        if r.status_code >= 300:
+            raise CheckFailed(f"HTTP {r.status_code}")
+
+    return check

@@ -7,10 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flows.chaos_db_failure import chaos_db_failure
+from flows.chaos_pod_kill import chaos_pod_kill
 from flows.e2e import e2e
 from flows.synthetic import synthetic
 
-FLOWS = {f.name: f for f in (synthetic, e2e)}
+FLOWS = {f.name: f for f in (synthetic, e2e, chaos_pod_kill, chaos_db_failure)}
 
 
 def params_model(flow: Any) -> type[BaseModel]:

@@ -147,3 +147,17 @@ def verify_settlement(env: ResolvedEnvironment, owner: str, dseq: int, timeout: 
             probes.wait_until(lambda: settled(c), timeout, "settlement (escrow closed, payment closed, record)")
 
     return _step("verify-settlement", run)[0]
+
+
+class UnhealthyTarget(RuntimeError):
+    """The steady-state check failed: an experiment refuses to break what is already broken."""
+
+
+@task(name="steady-state", retries=2, retry_delay_seconds=3)
+def steady_state(monitors: list[Monitor]) -> list[Sample]:
+    """Every probe must succeed once before anything is injected."""
+    samples = [m.probe() for m in monitors]
+    bad = [f"{s.probe}: {s.error}" for s in samples if not s.ok]
+    if bad:
+        raise UnhealthyTarget("target not in steady state, refusing to inject: " + "; ".join(bad))
+    return samples

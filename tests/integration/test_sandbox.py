@@ -165,3 +165,45 @@ def test_no_block_without_a_validator_majority(client, sandbox):
             sup.startProcess(name)
     wait_for(lambda: client.height() > h_stopped + 1, timeout=20, what="blocks to resume")
     assert client.wait_tx(sent.hash, timeout=20).code == 0
+
+
+def test_stopping_a_node_fires_node_down_and_pages_on_call(sandbox):
+    sup = supervisor(sandbox).supervisor
+    stopped_at = time.time()
+    sup.stopProcess("node-2")
+    try:
+        alert = wait_for(
+            lambda: next(
+                (
+                    a
+                    for a in httpx.get(f"{sandbox['alertmanager']}/api/v2/alerts", timeout=3).json()
+                    if a["labels"]["alertname"] == "NodeDown" and a["labels"].get("component") == "node-2"
+                ),
+                None,
+            ),
+            timeout=30,
+            what="NodeDown for node-2 in Alertmanager",
+        )
+        page = wait_for(
+            lambda: next(
+                (
+                    p
+                    for p in httpx.get(f"{sandbox['pager']}/api/v1/pages", params={"alertname": "NodeDown"}).json()[
+                        "pages"
+                    ]
+                    if p["component"] == "node-2" and p["status"] == "firing"
+                ),
+                None,
+            ),
+            timeout=15,
+            what="a NodeDown page for node-2",
+        )
+    finally:
+        sup.startProcess("node-2")
+    assert alert["startsAt"] and page["received_at"]
+    from datetime import datetime
+
+    received = datetime.fromisoformat(page["received_at"].replace("Z", "+00:00")).timestamp()
+    assert stopped_at < received < stopped_at + 45
+    acked = httpx.post(f"{sandbox['pager']}/api/v1/pages/{page['id']}/ack", json={"by": "integration-test"}).json()
+    assert acked["acknowledged_by"] == "integration-test"

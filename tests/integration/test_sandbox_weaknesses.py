@@ -17,7 +17,7 @@ from tests.integration.helpers import WEAK_OFFSET, blocked_port, client_for, run
 pytestmark = pytest.mark.integration
 
 RUN_DIR = Path("/tmp/drillbit-test-sandbox-weak")
-ALL = ["no-restart", "no-read-cache", "no-write-queue", "no-circuit-breaker", "leaky-memory"]
+ALL = ["no-restart", "no-read-cache", "no-write-queue", "no-circuit-breaker", "leaky-memory", "no-alert-rules"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,22 @@ def test_no_restart_leaves_a_killed_node_dead(sandbox, client):
     time.sleep(3)
     assert sup.getProcessInfo("node-2")["statename"] in {"EXITED", "FATAL", "STOPPED"}
     assert client.height() > 0  # the other validators still serve (through the proxy's other upstreams)
+
+
+def test_no_alert_rules_means_a_dead_node_never_alerts(sandbox):
+    # node-2 stays dead (previous test, no-restart); Prometheus sees it down but has no rule to fire
+    wait_for(
+        lambda: any(
+            t["labels"]["job"] == "node-2" and t["health"] == "down"
+            for t in httpx.get(f"{sandbox['prometheus']}/api/v1/targets", timeout=3).json()["data"]["activeTargets"]
+        ),
+        timeout=15,
+        what="Prometheus to see node-2 down",
+    )
+    time.sleep(8)  # longer than NodeDown's `for:` plus delivery on the healthy sandbox (~5 s)
+    assert httpx.get(f"{sandbox['prometheus']}/api/v1/rules", timeout=3).json()["data"]["groups"] == []
+    assert httpx.get(f"{sandbox['alertmanager']}/api/v2/alerts", timeout=3).json() == []
+    assert httpx.get(f"{sandbox['pager']}/api/v1/pages", timeout=3).json()["pages"] == []
 
 
 def test_no_read_cache_fails_reads_while_the_database_is_blocked(sandbox, client):

@@ -71,3 +71,11 @@ def test_timeline_round_trips_through_a_frame():
     tl = timeline()
     again = Timeline.from_frame(tl.frame, tl.phases)
     pd.testing.assert_frame_equal(again.frame, tl.frame)
+
+
+def test_an_optional_inconclusive_criterion_does_not_block_a_pass_but_an_optional_failure_fails():
+    p = Verdict("a", Outcome.PASS, "")
+    optional_unknown = Verdict("ack", Outcome.INCONCLUSIVE, "no ack source", required=False)
+    optional_fail = Verdict("ack", Outcome.FAIL, "not acked", required=False)
+    assert overall([p, optional_unknown]) == Outcome.PASS
+    assert overall([p, optional_fail]) == Outcome.FAIL

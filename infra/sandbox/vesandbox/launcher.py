@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from vesandbox.monitoring import monitoring_components, monitoring_endpoints, monitoring_listeners
 from vesandbox.weaknesses import WEAKNESSES, validate
 
 DEFAULT_RUN_DIR = Path(os.environ.get("VESANDBOX_DIR", "/tmp/vesandbox"))
@@ -32,6 +33,8 @@ PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgr
 VALIDATORS = 3
 ETCD_USER = "vesbx-etcd-{}"
 STARTUP_TIMEOUT = 30.0
+VOLUME_SIZE = 512 << 20  # each validator's data volume (a bounded tmpfs, like a PersistentVolume of fixed size)
+ETCD_QUOTA = 384 << 20
 
 
 class SandboxError(Exception):
@@ -143,6 +146,7 @@ class Layout:
         out += [("127.0.0.1", self.pg_port, "postgres"), ("127.0.0.1", self.api_port, "api")]
         out += [("127.0.0.1", self.provider_port, "provider")]
         out += [("127.0.0.1", int(p["listen"].rsplit(":", 1)[1]), f"proxy {p['name']}") for p in self.proxies()]
+        out += monitoring_listeners(self)
         return out
 
 
@@ -200,7 +204,7 @@ def components(layout: Layout, pg_bin: Path) -> list[Component]:
                     "--election-timeout=1000",
                     "--pre-vote=true",
                     "--snapshot-count=10000",
-                    "--quota-backend-bytes=1073741824",
+                    f"--quota-backend-bytes={ETCD_QUOTA}",
                     "--auto-compaction-mode=revision",
                     "--auto-compaction-retention=10000",
                 ],
@@ -345,6 +349,7 @@ def components(layout: Layout, pg_bin: Path) -> list[Component]:
             endpoint=f"http://127.0.0.1:{layout.provider_port}",
         )
     )
+    out += [Component(**spec) for spec in monitoring_components(layout, layout.weaknesses)]
     return out
 
 
@@ -527,8 +532,12 @@ def up(layout: Layout, echo: Any = print) -> dict[str, Any]:
             uid, gid = _ensure_user(ETCD_USER.format(i))
             d = layout.data_dir / f"etcd-{i}"
             d.mkdir(parents=True, exist_ok=True)
-            os.chown(d, uid, gid)
-            d.chmod(0o700)
+            opts = f"size={VOLUME_SIZE},mode=0700,uid={uid},gid={gid}"
+            mounted = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", opts, f"vesandbox-etcd-{i}", str(d)], capture_output=True
+            )
+            if mounted.returncode != 0:
+                raise SandboxError(f"cannot mount the data volume of etcd-{i}: {mounted.stderr.decode().strip()}")
         _init_postgres(layout, pg_bin)
         comps = components(layout, pg_bin)
         conf = _write_supervisor_conf(layout, comps)
@@ -578,6 +587,10 @@ def _endpoints(layout: Layout, comps: list[Component]) -> dict[str, Any]:
             }
             for i in range(VALIDATORS)
         ],
+        "volumes": {
+            f"node-{i}": {"path": str(layout.data_dir / f"etcd-{i}"), "size_bytes": VOLUME_SIZE, "holds": f"etcd-{i}"}
+            for i in range(VALIDATORS)
+        },
         "postgres": {
             "host": "127.0.0.1",
             "port": layout.pg_port,
@@ -586,6 +599,7 @@ def _endpoints(layout: Layout, comps: list[Component]) -> dict[str, Any]:
             "data_dir": str(layout.data_dir / "postgres"),
         },
         "proxies": {p["name"]: p for p in layout.proxies()},
+        **monitoring_endpoints(layout),
         "components": {
             c.name: {"labels": c.labels, "endpoint": c.endpoint, "health": c.health, "user": c.user or "root"}
             for c in comps
