@@ -47,6 +47,11 @@ WEAKNESSES: dict[str, Weakness] = {
             "node",
             "Every node leaks about 1 MB of memory per block.",
         ),
+        Weakness(
+            "no-alert-rules",
+            "prometheus",
+            "Prometheus runs with no alert rules: it scrapes every component, but no alert ever fires or pages.",
+        ),
     ]
 }
 
