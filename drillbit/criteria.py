@@ -263,3 +263,33 @@ def event_check(name: str, kind: str, threshold: str, judge) -> Criterion:
         return judge(found[-1])
 
     return Criterion(name, threshold, check)
+
+
+def value_above(name: str, probe: str, threshold: float, phase: str) -> Criterion:
+    """Some successful reading of the probe during the phase exceeded the threshold (e.g. a metric saw the fault)."""
+
+    def check(tl: Timeline) -> Verdict:
+        df = tl.select(probe=probe, phase=phase)
+        vals = df.loc[df["ok"].astype(bool), "value"].dropna()
+        if vals.empty:
+            return Verdict(name, Outcome.FAIL, f"no reading of {probe} during {phase}")
+        peak = float(vals.max())
+        outcome = Outcome.PASS if peak > threshold else Outcome.FAIL
+        return Verdict(name, outcome, f"{probe} peaked at {peak:.3g} during {phase}", {"peak": round(peak, 4)})
+
+    return Criterion(name, f"> {threshold:g}", check)
+
+
+def value_below(name: str, probe: str, threshold: float, phase: str) -> Criterion:
+    """The last successful reading of the probe in the phase is below the threshold (e.g. the volume was freed)."""
+
+    def check(tl: Timeline) -> Verdict:
+        df = tl.select(probe=probe, phase=phase)
+        vals = df.loc[df["ok"].astype(bool), "value"].dropna()
+        if vals.empty:
+            return Verdict(name, Outcome.FAIL, f"no reading of {probe} during {phase}")
+        last = float(vals.iloc[-1])
+        outcome = Outcome.PASS if last < threshold else Outcome.FAIL
+        return Verdict(name, outcome, f"{probe} ended {phase} at {last:.3g}", {"last": round(last, 4)})
+
+    return Criterion(name, f"< {threshold:g}", check)

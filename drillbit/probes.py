@@ -235,3 +235,40 @@ def component_health(url: str, timeout: float = 2.0) -> Check:
             raise CheckFailed(f"HTTP {r.status_code}")
 
     return check
+
+
+def prometheus_value(url: str, query: str, timeout: float = 3.0) -> Check:
+    """An instant PromQL query that must return one finite number (the sample's value)."""
+    client = httpx.Client(timeout=timeout)
+
+    def check() -> float:
+        r = client.get(f"{url}/api/v1/query", params={"query": query})
+        body = r.json()
+        if body.get("status") != "success":
+            raise CheckFailed(f"query failed: {body.get('error', r.text[:120])}")
+        result = body["data"]["result"]
+        if not result:
+            raise CheckFailed("no data")
+        value = float(result[0]["value"][1])
+        if value != value or value in (float("inf"), float("-inf")):
+            raise CheckFailed(f"not a number: {value}")
+        return value
+
+    return check
+
+
+def bid_placement(client: VirtEngineClient, owner: str = "drillbit-bidprobe", timeout: float = 30.0) -> Check:
+    """Create a deployment and time until a provider's bid is on chain; always close it. Value: seconds to bid."""
+
+    def check() -> float:
+        dseq = next_dseq()
+        client.create_deployment(owner, dseq)
+        t0 = time.monotonic()
+        try:
+            wait_until(lambda: client.bids(owner=owner, dseq=dseq), timeout, "a bid", interval=0.1)
+            return time.monotonic() - t0
+        finally:
+            with contextlib.suppress(ClientError):
+                client.close_deployment(owner, dseq)
+
+    return check

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from drillbit.model import Criterion, Timeline, Verdict
 
 
-@task(name="grade")
+@task(cache_policy=NO_CACHE, name="grade")
 def grade(timeline: Timeline, criteria: list[Criterion]) -> list[Verdict]:
     return [c.grade(timeline) for c in criteria]

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from drillbit import probes
@@ -18,7 +19,7 @@ from tasks.targets import client_for
 SYNTHETIC_CHECKS = ("tx-submission", "chain-query", "market-query", "deployment-provisioning")
 
 
-@task(name="synthetic-checks")
+@task(cache_policy=NO_CACHE, name="synthetic-checks")
 def synthetic_checks(env: ResolvedEnvironment, checks: list[str], rounds: int, interval: float) -> list[Sample]:
     """Run each check ``rounds`` times, ``interval`` seconds apart, side by side; never raises on a failed check."""
     log = get_run_logger()
@@ -56,7 +57,7 @@ def _step(name: str, fn, *args: Any) -> tuple[Sample, Any]:
     return Sample(f"e2e:{name}", ts, True, time.perf_counter() - t0), value
 
 
-@task(name="e2e-create-deployment", retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, name="e2e-create-deployment", retries=2, retry_delay_seconds=2)
 def create_deployment(env: ResolvedEnvironment, owner: str, dseq: int) -> Sample:
     def run() -> None:
         with client_for(env) as c:
@@ -70,7 +71,7 @@ def create_deployment(env: ResolvedEnvironment, owner: str, dseq: int) -> Sample
     return _step("create-deployment", run)[0]
 
 
-@task(name="e2e-wait-for-bids")
+@task(cache_policy=NO_CACHE, name="e2e-wait-for-bids")
 def wait_for_bids(env: ResolvedEnvironment, owner: str, dseq: int, timeout: float) -> tuple[Sample, list[dict]]:
     def run() -> list[dict]:
         with client_for(env) as c:
@@ -80,7 +81,7 @@ def wait_for_bids(env: ResolvedEnvironment, owner: str, dseq: int, timeout: floa
     return sample, bids or []
 
 
-@task(name="e2e-accept-bid", retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, name="e2e-accept-bid", retries=2, retry_delay_seconds=2)
 def accept_bid(env: ResolvedEnvironment, bid_id: dict) -> Sample:
     def run() -> None:
         with client_for(env) as c:
@@ -91,7 +92,7 @@ def accept_bid(env: ResolvedEnvironment, bid_id: dict) -> Sample:
     return _step("accept-bid", run)[0]
 
 
-@task(name="e2e-wait-for-running")
+@task(cache_policy=NO_CACHE, name="e2e-wait-for-running")
 def wait_for_running(env: ResolvedEnvironment, lease_id: dict, timeout: float) -> Sample:
     def run() -> None:
         with client_for(env) as c:
@@ -102,7 +103,7 @@ def wait_for_running(env: ResolvedEnvironment, lease_id: dict, timeout: float) -
     return _step("wait-for-running", run)[0]
 
 
-@task(name="e2e-check-health", retries=3, retry_delay_seconds=1)
+@task(cache_policy=NO_CACHE, name="e2e-check-health", retries=3, retry_delay_seconds=1)
 def check_health(env: ResolvedEnvironment, lease_id: dict) -> Sample:
     def run() -> None:
         with client_for(env) as c:
@@ -113,7 +114,7 @@ def check_health(env: ResolvedEnvironment, lease_id: dict) -> Sample:
     return _step("check-health", run)[0]
 
 
-@task(name="e2e-close-deployment", retries=2, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, name="e2e-close-deployment", retries=2, retry_delay_seconds=2)
 def close_deployment(env: ResolvedEnvironment, owner: str, dseq: int) -> Sample:
     def run() -> None:
         with client_for(env) as c:
@@ -124,7 +125,7 @@ def close_deployment(env: ResolvedEnvironment, owner: str, dseq: int) -> Sample:
     return _step("close-deployment", run)[0]
 
 
-@task(name="e2e-verify-settlement")
+@task(cache_policy=NO_CACHE, name="e2e-verify-settlement")
 def verify_settlement(env: ResolvedEnvironment, owner: str, dseq: int, timeout: float) -> Sample:
     """Settled = escrow account closed, lease payment closed, settlement record present for the order."""
 
@@ -153,7 +154,7 @@ class UnhealthyTarget(RuntimeError):
     """The steady-state check failed: an experiment refuses to break what is already broken."""
 
 
-@task(name="steady-state", retries=2, retry_delay_seconds=3)
+@task(cache_policy=NO_CACHE, name="steady-state", retries=2, retry_delay_seconds=3)
 def steady_state(monitors: list[Monitor]) -> list[Sample]:
     """Every probe must succeed once before anything is injected."""
     samples = [m.probe() for m in monitors]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from drillbit.faults.base import revert
 from drillbit.faults.ledger import Handle, Ledger
 
 
-@task(name="revert-fault", retries=3, retry_delay_seconds=2)
+@task(cache_policy=NO_CACHE, name="revert-fault", retries=3, retry_delay_seconds=2)
 def revert_fault(handle: Handle) -> None:
     revert(handle)
     get_run_logger().info("reverted %s on %s", handle.kind, handle.target)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from drillbit import report
@@ -18,7 +19,7 @@ def artifacts_dir(record: RunRecord) -> Path:
     return drillbit_home() / "artifacts" / record.flow / record.run_id
 
 
-@task(name="persist-and-publish", retries=2, retry_delay_seconds=1)
+@task(cache_policy=NO_CACHE, name="persist-and-publish", retries=2, retry_delay_seconds=1)
 def persist_and_publish(
     record: RunRecord,
     timeline: Timeline,

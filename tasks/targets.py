@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from drillbit import config
 from drillbit.client import VirtEngineClient
 from drillbit.config import ResolvedEnvironment
 
 
-@task(name="resolve-environment", retries=2, retry_delay_seconds=1)
+@task(cache_policy=NO_CACHE, name="resolve-environment", retries=2, retry_delay_seconds=1)
 def resolve_environment(
     name: str | None, config_path: str | None = None, destructive: bool = False
 ) -> ResolvedEnvironment:

@@ -92,8 +92,15 @@ class PodKill(Fault):
         self.rng = random.Random(seed)
 
     def plan(self) -> Plan:
+        # like Chaos Mesh, only running pods are candidates (a pod that is already gone cannot be killed)
+        supervisor = xmlrpc.client.ServerProxy(self.endpoints["supervisor"]).supervisor
+        try:
+            running = {i["name"] for i in supervisor.getAllProcessInfo() if i["statename"] == "RUNNING"}
+        except (OSError, xmlrpc.client.Error) as exc:
+            raise FaultError(f"cannot reach the sandbox supervisor: {exc}") from exc
+        candidates = {n: c for n, c in self.endpoints["components"].items() if n in running}
         targets = select_targets(
-            self.endpoints["components"],
+            candidates,
             self.selector,
             self.mode,
             self.value,

@@ -1,0 +1,90 @@
+"""Chaos experiments against the healthy sandbox: each passes, leaves nothing behind, and bad input injects nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drillbit.faults.ledger import Ledger
+from flows.chaos_db_failure import DbFailureParams, chaos_db_failure
+from flows.chaos_pod_kill import PodKillParams, chaos_pod_kill
+from tests.integration.helpers import nft_tables
+
+pytestmark = pytest.mark.integration
+
+SHORT = {"baseline": 3.0, "recovery": 8.0}
+
+
+def verdicts(record: dict) -> dict[str, dict]:
+    return {v["criterion"]: v for v in record["verdicts"]}
+
+
+def test_pod_kill_passes_on_the_healthy_sandbox(prefect_server):
+    record = chaos_pod_kill(params=PodKillParams(duration=12.0, seed=1, **SHORT))
+    v = verdicts(record)
+    assert record["outcome"] == "pass", v
+    back = next(k for k in v if k.endswith("back within 30 s"))
+    assert v[back]["evidence"]["recovery_s"] < 30
+    assert v["alerts fired"]["evidence"]["first"] in ("PodRestarted", "NodeDown")
+    assert v["on-call acknowledged"]["outcome"] == "inconclusive" and v["on-call acknowledged"]["required"] is False
+    assert Ledger().pending() == []
+
+
+def test_db_failure_passes_on_the_healthy_sandbox_and_removes_its_rule(prefect_server):
+    before = nft_tables()
+    record = chaos_db_failure(params=DbFailureParams(duration=10.0, **SHORT))
+    v = verdicts(record)
+    assert record["outcome"] == "pass", v
+    assert v["writes queued, none lost"]["evidence"]["queued"] > 0
+    assert nft_tables() == before and Ledger().pending() == []
+
+
+def test_dry_run_plans_and_injects_nothing(prefect_server, sandbox):
+    before = nft_tables()
+    record = chaos_db_failure(params=DbFailureParams(duration=10.0, dry_run=True))
+    assert record["status"] == "dry-run" and "postgres" in record["metrics"]["plan"]
+    assert nft_tables() == before and Ledger().pending() == []
+
+
+def test_a_selector_matching_nothing_is_refused_before_injection(prefect_server):
+    with pytest.raises(Exception, match="no selector for role 'nothing'"):
+        chaos_pod_kill(params=PodKillParams(duration=5.0, target="nothing"))
+    assert Ledger().pending() == []
+
+
+def test_network_latency_on_the_provider_link_passes_and_is_seen_in_metrics(prefect_server):
+    from flows.chaos_network_latency import NetworkLatencyParams, chaos_network_latency
+
+    params = NetworkLatencyParams(
+        duration=20.0, baseline=12.0, recovery=3.0, latency_ms=300, jitter_ms=10, metrics_window=6.0
+    )
+    record = chaos_network_latency(params=params)
+    v = verdicts(record)
+    assert record["outcome"] == "pass", v
+    assert v["metrics show the latency increase"]["evidence"]["increase_s"] >= 0.15
+    assert Ledger().pending() == []
+
+
+def test_a_hard_latency_on_the_provider_link_fails_the_bid_latency_criterion(prefect_server):
+    from flows.chaos_network_latency import NetworkLatencyParams, chaos_network_latency
+
+    params = NetworkLatencyParams(duration=15.0, baseline=3.0, recovery=3.0, latency_ms=4000, bid_within=3.0)
+    record = chaos_network_latency(params=params)
+    v = verdicts(record)
+    assert record["outcome"] == "fail"
+    assert v["bid placement latency"]["outcome"] == "fail"
+
+
+def test_disk_pressure_is_detected_alerted_and_recovered(prefect_server):
+    from flows.chaos_disk_pressure import DiskPressureParams, chaos_disk_pressure
+
+    before = Path("/proc/mounts").read_text()
+    record = chaos_disk_pressure(
+        params=DiskPressureParams(duration=15.0, baseline=3.0, recovery=8.0, workers=2, io_bytes=8 << 20, seed=2)
+    )
+    v = verdicts(record)
+    assert record["outcome"] == "pass", v
+    assert v["pressure detected"]["evidence"]["peak"] > 0.85
+    assert v["alerts fired"]["evidence"]["first"] in ("DiskSpaceLow", "DiskSpaceCritical")
+    assert Path("/proc/mounts").read_text() == before and Ledger().pending() == []
