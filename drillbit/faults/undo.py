@@ -34,6 +34,8 @@ def driver(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[
 
 
 def run_step(step: dict[str, Any]) -> None:
+    if str(step.get("driver", "")).startswith("k8s_"):
+        import drillbit.faults.kubernetes  # noqa: F401  (registers the k8s_* drivers in a fresh process)
     fn = DRIVERS.get(step.get("driver", ""))
     if fn is None:
         raise UndoError(f"unknown undo driver {step.get('driver')!r}")

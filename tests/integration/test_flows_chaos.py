@@ -69,7 +69,8 @@ def test_network_latency_on_the_provider_link_passes_and_is_seen_in_metrics(pref
 def test_a_hard_latency_on_the_provider_link_fails_the_bid_latency_criterion(prefect_server):
     from flows.chaos_network_latency import NetworkLatencyParams, chaos_network_latency
 
-    params = NetworkLatencyParams(duration=15.0, baseline=3.0, recovery=3.0, latency_ms=4000, bid_within=3.0)
+    # each bid needs several round trips over the slowed link (order list, order info, broadcast): far over 3 s
+    params = NetworkLatencyParams(duration=30.0, baseline=3.0, recovery=3.0, latency_ms=4000, bid_within=3.0)
     record = chaos_network_latency(params=params)
     v = verdicts(record)
     assert record["outcome"] == "fail"
