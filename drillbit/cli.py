@@ -78,10 +78,14 @@ def sandbox_status(
 
 
 @sandbox_app.command("down")
-def sandbox_down(run_dir: Path | None = RunDirOpt, port_offset: int | None = OffsetOpt) -> None:
+def sandbox_down(
+    purge: bool = typer.Option(False, "--purge", help="Also remove the object store (backups survive otherwise)"),
+    run_dir: Path | None = RunDirOpt,
+    port_offset: int | None = OffsetOpt,
+) -> None:
     """Stop everything the sandbox started and remove its run directory (a second call is a no-op)."""
     with console.status("stopping the sandbox"):
-        result = sbx.launcher(["down"], run=run_dir, offset=port_offset, capture=True)
+        result = sbx.launcher(["down", *(["--purge"] if purge else [])], run=run_dir, offset=port_offset, capture=True)
     console.print((result.stdout + result.stderr).rstrip(), highlight=False)
     raise typer.Exit(result.returncode)
 

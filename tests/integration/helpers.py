@@ -12,9 +12,10 @@ from typing import Any
 from drillbit import sandbox as sbx
 from drillbit.client import VirtEngineClient
 
-# tests never share ports with a developer's sandbox (offset 0)
-HEALTHY_OFFSET = 100
-WEAK_OFFSET = 200
+# tests never share ports with a developer's sandbox (offset 0). Offsets are multiples of 1000: no two of the
+# sandbox's base ports differ by a multiple of 1000 below 10000, so sandboxes at different offsets never clash.
+HEALTHY_OFFSET = 1000
+WEAK_OFFSET = 2000
 
 
 @contextlib.contextmanager
@@ -27,7 +28,7 @@ def running_sandbox(run_dir: Path, offset: int, weaknesses: list[str] = ()) -> I
         assert result.returncode == 0, f"sandbox up failed:\n{result.stdout}\n{result.stderr}"
         yield sbx.endpoints(run_dir)
     finally:
-        sbx.launcher(["down"], run=run_dir, offset=offset, capture=True)
+        sbx.launcher(["down", "--purge"], run=run_dir, offset=offset, capture=True)
 
 
 def client_for(ep: dict[str, Any], timeout: float = 10.0) -> VirtEngineClient:

@@ -12,7 +12,7 @@ from tests.integration.helpers import nft_tables
 
 pytestmark = pytest.mark.integration
 
-OFFSET = 300
+OFFSET = 3000
 RUN_DIR = Path("/tmp/drillbit-test-sandbox-lifecycle")
 
 
@@ -61,8 +61,9 @@ def test_down_leaves_nothing_behind_and_twice_is_a_noop():
         assert status.returncode == 0 and "UNHEALTHY" not in status.stdout
         assert processes_mentioning(str(RUN_DIR))
     finally:
-        down = sbx.launcher(["down"], run=RUN_DIR, offset=OFFSET, capture=True)
+        down = sbx.launcher(["down", "--purge"], run=RUN_DIR, offset=OFFSET, capture=True)
     assert down.returncode == 0 and "stopped" in down.stdout
+    assert not Path(ep["storage"]["s3"]["data_dir"]).exists()
     assert not processes_mentioning(str(RUN_DIR))
     assert not RUN_DIR.exists()
     assert nft_tables() == tables_before

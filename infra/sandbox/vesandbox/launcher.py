@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from vesandbox import storage
 from vesandbox.monitoring import monitoring_components, monitoring_endpoints, monitoring_listeners
 from vesandbox.weaknesses import WEAKNESSES, validate
 
@@ -32,7 +33,7 @@ DEFAULT_RUN_DIR = Path(os.environ.get("VESANDBOX_DIR", "/tmp/vesandbox"))
 PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
 VALIDATORS = 3
 ETCD_USER = "vesbx-etcd-{}"
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 60.0  # the goal is < 30 s here (benchmarks/sandbox_startup.py); 60 s tolerates a loaded CI box
 VOLUME_SIZE = 512 << 20  # each validator's data volume (a bounded tmpfs, like a PersistentVolume of fixed size)
 ETCD_QUOTA = 384 << 20
 
@@ -98,7 +99,7 @@ class Layout:
             ("provider-node-rpc", 46657, rpc),
             ("provider-node-rest", 41317, rest),
             ("api-node-rest", 51317, rest),
-            ("api-node-rpc", 51657, rpc),
+            ("api-node-rpc", 51757, rpc),
             ("api-db", 55433, [f"127.0.0.1:{self.pg_port}"]),
         ]
         return [{"name": n, "listen": f"127.0.0.1:{self.port(p)}", "upstreams": u} for n, p, u in table]
@@ -147,6 +148,7 @@ class Layout:
         out += [("127.0.0.1", self.provider_port, "provider")]
         out += [("127.0.0.1", int(p["listen"].rsplit(":", 1)[1]), f"proxy {p['name']}") for p in self.proxies()]
         out += monitoring_listeners(self)
+        out += storage.storage_listeners(self)
         return out
 
 
@@ -349,7 +351,9 @@ def components(layout: Layout, pg_bin: Path) -> list[Component]:
             endpoint=f"http://127.0.0.1:{layout.provider_port}",
         )
     )
-    out += [Component(**spec) for spec in monitoring_components(layout, layout.weaknesses)]
+    backup = {"component": "backup", "address": f"127.0.0.1:{storage.backup_port(layout)}", "service": "backup"}
+    out += [Component(**spec) for spec in monitoring_components(layout, layout.weaknesses, extra_targets=[backup])]
+    out += [Component(**spec) for spec in storage.storage_components(layout, layout.weaknesses)]
     return out
 
 
@@ -509,6 +513,7 @@ def _init_postgres(layout: Layout, pg_bin: Path) -> None:
             "-E",
             "UTF8",
             "--no-sync",
+            *storage.PRIMARY_INITDB_ARGS,
         ],
         capture_output=True,
         text=True,
@@ -539,6 +544,7 @@ def up(layout: Layout, echo: Any = print) -> dict[str, Any]:
             if mounted.returncode != 0:
                 raise SandboxError(f"cannot mount the data volume of etcd-{i}: {mounted.stderr.decode().strip()}")
         _init_postgres(layout, pg_bin)
+        storage.prepare_storage(layout, layout.weaknesses, pg_bin)  # object store, WAL archiving, replication
         comps = components(layout, pg_bin)
         conf = _write_supervisor_conf(layout, comps)
         endpoints = _endpoints(layout, comps)
@@ -600,6 +606,7 @@ def _endpoints(layout: Layout, comps: list[Component]) -> dict[str, Any]:
         },
         "proxies": {p["name"]: p for p in layout.proxies()},
         **monitoring_endpoints(layout),
+        "storage": storage.storage_endpoints(layout),
         "components": {
             c.name: {"labels": c.labels, "endpoint": c.endpoint, "health": c.health, "user": c.user or "root"}
             for c in comps
@@ -683,8 +690,12 @@ def _run_dir_pids(layout: Layout) -> list[int]:
     return out
 
 
-def down(layout: Layout, echo: Any = print) -> bool:
-    """Stop everything and remove the run directory. Returns False when there was nothing to stop."""
+def down(layout: Layout, echo: Any = print, purge: bool = False) -> bool:
+    """Stop everything and remove the run directory. Returns False when there was nothing to stop.
+
+    The object store (the S3 endpoint's folder, outside the run directory) is kept, as an off-site bucket survives a
+    data-centre loss; ``purge`` removes it too.
+    """
     pid = _supervisord_pid(layout)
     had_something = pid is not None or layout.run_dir.exists()
     if pid is not None:
@@ -706,6 +717,9 @@ def down(layout: Layout, echo: Any = print) -> bool:
         time.sleep(0.3)
     if layout.run_dir.exists():
         _remove_run_dir(layout)
+    if purge and storage.s3_dir(layout).exists():
+        shutil.rmtree(storage.s3_dir(layout), ignore_errors=True)
+        echo(f"object store {storage.s3_dir(layout)} removed")
     if had_something:
         echo(f"sandbox stopped; {layout.run_dir} removed")
     return had_something
@@ -752,7 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up")
     p_up.add_argument("--weaken", action="append", default=[], metavar="NAME")
-    sub.add_parser("down")
+    p_down = sub.add_parser("down")
+    p_down.add_argument("--purge", action="store_true", help="also remove the object store (backups)")
     p_status = sub.add_parser("status")
     p_status.add_argument("--json", action="store_true")
     p_logs = sub.add_parser("logs")
@@ -768,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
             up(layout)
             print(f"sandbox up in {time.monotonic() - t0:.1f} s; endpoints: {layout.endpoints_file}")
         elif args.cmd == "down":
-            if not down(layout):
+            if not down(layout, purge=args.purge):
                 print("sandbox is not running")
         elif args.cmd == "status":
             rows = status(layout)

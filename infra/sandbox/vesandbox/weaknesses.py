@@ -48,6 +48,18 @@ WEAKNESSES: dict[str, Weakness] = {
             "Every node leaks about 1 MB of memory per block.",
         ),
         Weakness(
+            "async-replication-loses-writes",
+            "replica",
+            "Replication is asynchronous over a slow link (WAL reaches the replica 5 s late): a failover loses the "
+            "last seconds of acknowledged writes.",
+        ),
+        Weakness(
+            "broken-wal-archive",
+            "wal-archive",
+            "The WAL archive command reports success but uploads nothing: point-in-time recovery loses everything "
+            "after the last base backup.",
+        ),
+        Weakness(
             "no-alert-rules",
             "prometheus",
             "Prometheus runs with no alert rules: it scrapes every component, but no alert ever fires or pages.",
