@@ -306,6 +306,63 @@ def cleanup_cmd(
     raise typer.Exit(0 if all(r == "reverted" for _, r in results) else 1)
 
 
+@app.command("calendar")
+def calendar_cmd(
+    target: str | None = typer.Option(None, "--target", help="Retarget every entry to one environment (e.g. sandbox)"),
+    runs: int = typer.Option(3, "--next", help="How many next runs to show"),
+    config_path: str | None = typer.Option(None, "--config", help="Path to drillbit.yaml"),
+) -> None:
+    """The testing calendar with each deployment's next runs (and why an entry is not deployed here)."""
+    from drillbit import config as cfg
+
+    _prefect_env()
+    from deployments.calendar import load_calendar, next_runs, plan
+
+    calendar = load_calendar()
+    deploy, skipped = plan(cfg.load(config_path), target, calendar)
+    deployed = {e.name: env for e, env in deploy}
+    why = {e.name: reason for e, reason in skipped}
+    table = Table(title="testing calendar (UTC)")
+    for col in ("table", "deployment", "flow", "frequency", "environment", "schedule", "next runs", "here"):
+        table.add_column(col, overflow="fold")
+    for e in calendar.entries():
+        nxt = ", ".join(d.strftime("%Y-%m-%d %H:%M") for d in next_runs(e, runs)) or "—"
+        here = f"[green]deployed → {deployed[e.name]}[/]" if e.name in deployed else f"[dim]{why.get(e.name, '')}[/]"
+        table.add_row(e.table, e.name, e.flow or "—", e.frequency, e.environment, e.schedule_text, nxt, here)
+    console.print(table)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    target: str | None = typer.Option(None, "--target", help="Retarget every entry to one environment (e.g. sandbox)"),
+    config_path: str | None = typer.Option(None, "--config", help="Path to drillbit.yaml"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the deployments; serve nothing"),
+    paused: bool = typer.Option(False, "--paused", help="Register with schedules paused (ad-hoc runs only)"),
+) -> None:
+    """Serve every calendar deployment from this process (Ctrl-C stops; needs a Prefect server via PREFECT_API_URL)."""
+    from drillbit import config as cfg
+
+    _prefect_env()
+    from deployments.calendar import build, plan
+
+    deploy, skipped = plan(cfg.load(config_path), target)
+    for entry, reason in skipped:
+        console.print(f"[dim]skip {entry.name}: {reason}[/]")
+    if not deploy:
+        console.print("[red]error:[/] nothing to deploy for the environments in drillbit.yaml (try --target sandbox)")
+        raise typer.Exit(2)
+    for entry, env in deploy:
+        console.print(f"deploy {entry.name}: {entry.flow} on {env}, {entry.schedule_text}")
+    if dry_run:
+        return
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print("[red]error:[/] set PREFECT_API_URL to a Prefect server (e.g. `prefect server start`)")
+        raise typer.Exit(2)
+    from prefect import serve
+
+    serve(*build(deploy, paused=paused))
+
+
 DEMO_PLAN: list[tuple[str, dict[str, Any]]] = [
     ("synthetic", {"rounds": 2, "interval": 2.0}),
     ("e2e", {}),

@@ -12,12 +12,19 @@ from flows.chaos_disk_pressure import chaos_disk_pressure
 from flows.chaos_network_latency import chaos_network_latency
 from flows.chaos_pod_kill import chaos_pod_kill
 from flows.e2e import e2e
+from flows.gameday import gameday
 from flows.synthetic import synthetic
 
-FLOWS = {
-    f.name: f
-    for f in (synthetic, e2e, chaos_pod_kill, chaos_network_latency, chaos_disk_pressure, chaos_db_failure)
-}
+ALL = (
+    synthetic,
+    e2e,
+    chaos_pod_kill,
+    chaos_network_latency,
+    chaos_disk_pressure,
+    chaos_db_failure,
+    gameday,
+)
+FLOWS = {f.name: f for f in ALL}
 
 
 def params_model(flow: Any) -> type[BaseModel]:

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(etcd-server etcd-client iptables nftables postgresql prometheus prometheus-alertmanager stress-ng fio
+APT_PACKAGES=(etcd-server etcd-client iptables nftables postgresql prometheus prometheus-alertmanager stress-ng fio chromium
   util-linux procps)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

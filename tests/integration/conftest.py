@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import HEALTHY_OFFSET, running_sandbox
-
-HEALTHY_RUN_DIR = Path("/tmp/drillbit-test-sandbox")
+from tests.integration.helpers import HEALTHY_OFFSET, HEALTHY_RUN_DIR, running_sandbox
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from drillbit.client import VirtEngineClient
 
 # tests never share ports with a developer's sandbox (offset 0). Offsets are multiples of 1000: no two of the
 # sandbox's base ports differ by a multiple of 1000 below 10000, so sandboxes at different offsets never clash.
-HEALTHY_OFFSET = 1000
+# (override both to run a second test session beside another one on the same machine)
+HEALTHY_OFFSET = int(os.environ.get("DRILLBIT_TEST_HEALTHY_OFFSET", "1000"))
+HEALTHY_RUN_DIR = Path(os.environ.get("DRILLBIT_TEST_HEALTHY_RUN_DIR", "/tmp/drillbit-test-sandbox"))
 WEAK_OFFSET = 2000
 
 

@@ -207,3 +207,29 @@ def test_stopping_a_node_fires_node_down_and_pages_on_call(sandbox):
     assert stopped_at < received < stopped_at + 45
     acked = httpx.post(f"{sandbox['pager']}/api/v1/pages/{page['id']}/ack", json={"by": "integration-test"}).json()
     assert acked["acknowledged_by"] == "integration-test"
+
+
+def test_backups_land_in_the_bucket_and_the_replica_streams(sandbox):
+    import boto3
+
+    s3cfg = sandbox["storage"]["s3"]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3cfg["url"],
+        aws_access_key_id=s3cfg["access_key"],
+        aws_secret_access_key=s3cfg["secret_key"],
+        region_name=s3cfg.get("region", "us-east-1"),
+    )
+    backup = sandbox["storage"]["backup"]["url"]
+    httpx.post(f"{backup}/api/v1/backups/base", timeout=120)  # do not wait a whole interval for the first one
+
+    def listed(prefix: str) -> list[str]:
+        r = s3.list_objects_v2(Bucket=s3cfg["buckets"]["backups"], Prefix=prefix)
+        return [o["Key"] for o in r.get("Contents", [])]
+
+    assert wait_for(lambda: listed("base/"), 120, what="a base backup in the bucket")
+    assert wait_for(lambda: listed("wal/"), 60, what="archived WAL in the bucket")
+    assert wait_for(lambda: listed("etcd/"), 90, what="an etcd snapshot in the bucket")
+    metrics = httpx.get(sandbox["storage"]["backup"]["metrics"], timeout=5).text
+    lag = [line for line in metrics.splitlines() if line.startswith("virtengine_replication_lag_seconds")]
+    assert lag and float(lag[0].split()[-1]) < 5.0
