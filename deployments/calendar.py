@@ -132,3 +132,43 @@ def next_runs(entry: Entry, n: int = 3, after: datetime | None = None) -> list[d
     else:
         return []
     return list(asyncio.run(schedule.get_dates(n=n, start=after)))
+
+
+def prefect_yaml(work_pool: str = "drillbit-kubernetes", calendar: Calendar | None = None) -> dict[str, Any]:
+    """A ``prefect.yaml`` for teams that run workers: every calendar entry as a deployment on ``work_pool``.
+
+    Environments stay as the calendar names them (staging / production); production deployments are created paused
+    and only run once the environment opts in (safety.opt_in in drillbit.yaml is checked again at run time).
+    """
+    from flows.registry import FLOWS
+
+    modules = {name: f.fn.__module__.replace(".", "/") + ".py:" + f.fn.__name__ for name, f in FLOWS.items()}
+    deployments = []
+    for e in (calendar or load_calendar()).entries():
+        if e.flow is None:
+            continue
+        d: dict[str, Any] = {
+            "name": e.name,
+            "entrypoint": modules.get(e.flow, f"flows/<{e.flow}>.py:<flow>"),
+            "description": f"{e.flow} — {e.frequency} — {e.environment}",
+            "tags": ["drillbit", e.table, e.environment],
+            "parameters": {"params": {**e.parameters, "environment": e.environment}},
+            "work_pool": {"name": work_pool},
+            "paused": e.environment == "production",
+        }
+        if e.cron:
+            d["schedules"] = [{"cron": e.cron, "timezone": TIMEZONE}]
+        elif e.rrule:
+            d["schedules"] = [{"rrule": e.rrule, "timezone": TIMEZONE}]
+        deployments.append(d)
+    return {
+        "name": "drillbit",
+        "prefect-version": "3.9.1",
+        "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "/opt/drillbit"}}],
+        "deployments": deployments,
+    }
+
+
+def render_prefect_yaml() -> str:
+    header = "# Generated from deployments/calendar.yaml by `drillbit calendar --write-prefect-yaml`; do not edit.\n"
+    return header + yaml.safe_dump(prefect_yaml(), sort_keys=False, width=120, allow_unicode=True)

@@ -311,12 +311,18 @@ def calendar_cmd(
     target: str | None = typer.Option(None, "--target", help="Retarget every entry to one environment (e.g. sandbox)"),
     runs: int = typer.Option(3, "--next", help="How many next runs to show"),
     config_path: str | None = typer.Option(None, "--config", help="Path to drillbit.yaml"),
+    write_prefect_yaml: Path | None = typer.Option(None, "--write-prefect-yaml", help="Write prefect.yaml here"),
 ) -> None:
     """The testing calendar with each deployment's next runs (and why an entry is not deployed here)."""
     from drillbit import config as cfg
 
     _prefect_env()
-    from deployments.calendar import load_calendar, next_runs, plan
+    from deployments.calendar import load_calendar, next_runs, plan, render_prefect_yaml
+
+    if write_prefect_yaml:
+        write_prefect_yaml.write_text(render_prefect_yaml())
+        console.print(f"wrote {write_prefect_yaml}")
+        return
 
     calendar = load_calendar()
     deploy, skipped = plan(cfg.load(config_path), target, calendar)
