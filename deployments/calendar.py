@@ -8,6 +8,7 @@ in drillbit.yaml (production only with opt-in); ``build(entries)`` makes ``Runne
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -172,3 +173,16 @@ def prefect_yaml(work_pool: str = "drillbit-kubernetes", calendar: Calendar | No
 def render_prefect_yaml() -> str:
     header = "# Generated from deployments/calendar.yaml by `drillbit calendar --write-prefect-yaml`; do not edit.\n"
     return header + yaml.safe_dump(prefect_yaml(), sort_keys=False, width=120, allow_unicode=True)
+
+
+def periods_s(calendar: Calendar | None = None) -> dict[str, float]:
+    """Each flow's calendar period (the shortest gap between two scheduled runs), for the resilience score."""
+    out: dict[str, float] = {}
+    for e in (calendar or load_calendar()).entries():
+        if not e.flow:
+            continue
+        runs = next_runs(e, 3)
+        if len(runs) >= 2:
+            gap = min((b - a).total_seconds() for a, b in itertools.pairwise(runs))
+            out[e.flow] = min(out.get(e.flow, gap), gap)
+    return out

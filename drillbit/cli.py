@@ -277,8 +277,30 @@ def write_report(
         "market-query": slos["SLO-API-001"],
         "deployment-provisioning": slos["SLO-PROV-003"],
     }
-    path = report.html_report(ResultsStore(), out, targets)
+    _prefect_env()
+    from deployments.calendar import periods_s
+
+    path = report.html_report(ResultsStore(), out, targets, periods_s())
     console.print(f"report written to {path}")
+
+
+@app.command("score")
+def score_cmd(env: str = typer.Option("sandbox", "--env", help="Environment to score")) -> None:
+    """The resilience score (0-100) of an environment from its latest verdicts (rule: drillbit/score.py)."""
+    from drillbit.score import resilience_score
+    from drillbit.store import ResultsStore
+
+    _prefect_env()
+    from deployments.calendar import periods_s
+
+    score, parts = resilience_score(ResultsStore().list(environment=env, limit=5000), periods_s(), environment=env)
+    table = Table(title=f"resilience score of {env}: {score:.0f} / 100")
+    for col in ("test type", "weight", "latest", "age (h)", "freshness", "points"):
+        table.add_column(col)
+    for p in parts:
+        age = "—" if p.age_s is None else f"{p.age_s / 3600:.1f}"
+        table.add_row(p.test_type, f"{p.weight:g}", p.outcome, age, f"{p.freshness:.2f}", f"{p.points:.1f}")
+    console.print(table)
 
 
 @app.command("cleanup")
@@ -367,6 +389,36 @@ def deploy_cmd(
     from prefect import serve
 
     serve(*build(deploy, paused=paused))
+
+
+@app.command("verify")
+def verify_cmd(
+    weakness: list[str] = typer.Option([], "--weakness", help="Only these weaknesses (repeatable; default: all)"),
+    repeats: int = typer.Option(1, "--repeats", help="Rounds of every flow on the healthy sandbox"),
+) -> None:
+    """The weakness matrix: every weakness caught by its flow, no false alarm on the healthy sandbox."""
+    flows = _flows()
+    from flows.verify import MATRIX, run_matrix
+
+    unknown = [w for w in weakness if w not in MATRIX]
+    if unknown:
+        console.print(
+            f"[red]error:[/] no catching flow registered for {', '.join(unknown)}; known: {', '.join(MATRIX)}"
+        )
+        raise typer.Exit(2)
+
+    def run(name: str, sets: dict[str, Any]) -> dict[str, Any]:
+        return flows[name](params=build_params(flows[name], sets, None, None))
+
+    matrix = run_matrix(run, weakness or None, repeats, progress=lambda m: console.print(m, highlight=False))
+    table = Table(title="weakness matrix (weakness × flow)")
+    for col in ("weakness", "flow", "result", "failed criteria / detail"):
+        table.add_column(col, overflow="fold")
+    colour = {"caught": "green", "ok": "green", "missed": "red", "false alarm": "red", "error": "red"}
+    for c in matrix.cells:
+        table.add_row(c.weakness, c.flow, f"[{colour[c.result]}]{c.result}[/]", c.detail)
+    console.print(table)
+    raise typer.Exit(0 if matrix.ok else 1)
 
 
 DEMO_PLAN: list[tuple[str, dict[str, Any]]] = [

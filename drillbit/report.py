@@ -21,6 +21,7 @@ import pandas as pd
 
 from drillbit import slo
 from drillbit.model import RunRecord, Timeline
+from drillbit.score import resilience_score
 from drillbit.secrets import redact
 from drillbit.store import ResultsStore
 
@@ -156,7 +157,12 @@ def slo_status(store: ResultsStore, environment: str, probe_targets: dict[str, f
     return rows
 
 
-def html_report(store: ResultsStore, path: Path, probe_targets: dict[str, float] | None = None) -> Path:
+def html_report(
+    store: ResultsStore,
+    path: Path,
+    probe_targets: dict[str, float] | None = None,
+    periods_s: dict[str, float] | None = None,
+) -> Path:
     records = store.list(limit=2000)
     envs = sorted({r.environment for r in records})
     parts = [
@@ -170,7 +176,20 @@ def html_report(store: ResultsStore, path: Path, probe_targets: dict[str, float]
     ]
     for env in envs:
         env_records = [r for r in records if r.environment == env]
-        parts.append(f"<h2>Environment: {html.escape(env)}</h2><h3>Latest verdict per test type</h3>")
+        parts.append(f"<h2>Environment: {html.escape(env)}</h2>")
+        score, components = resilience_score(env_records, periods_s or {}, environment=env)
+        parts.append(
+            f"<h3>Resilience score: {score:.0f} / 100</h3><table><tr><th>test type</th><th>weight</th>"
+            "<th>latest</th><th>age</th><th>freshness</th><th>points</th></tr>"
+        )
+        for c in components:
+            age = "—" if c.age_s is None else f"{c.age_s / 3600:.1f} h"
+            parts.append(
+                f"<tr><td>{c.test_type}</td><td>{c.weight:g}</td><td class='{c.outcome}'>{c.outcome}</td>"
+                f"<td>{age}</td><td>{c.freshness:.2f}</td><td>{c.points:.1f}</td></tr>"
+            )
+        parts.append("</table><p><small>Scoring rule: drillbit/score.py.</small></p>")
+        parts.append("<h3>Latest verdict per test type</h3>")
         parts.append(
             "<table><tr><th>test type</th><th>outcome</th><th>when</th><th>failed criteria</th>"
             "<th>runs</th><th>pass rate</th><th>trend (oldest → newest)</th></tr>"
@@ -180,7 +199,7 @@ def html_report(store: ResultsStore, path: Path, probe_targets: dict[str, float]
             by_flow.setdefault(r.flow, []).append(r)
         for flow, runs_ in sorted(by_flow.items()):
             latest = runs_[0]
-            failed = ", ".join(v.criterion for v in latest.verdicts if not v.passed) or "—"
+            failed = ", ".join(v.criterion for v in latest.verdicts if v.outcome == "fail") or "—"
             done = [r for r in runs_ if r.status == "completed"]
             rate = sum(r.passed for r in done) / len(done) if done else 0.0
             trend = "".join({"pass": "▪", "fail": "✖"}.get(r.outcome, "·") for r in reversed(runs_[:30]))

@@ -1,0 +1,125 @@
+"""Self-verification: the weakness matrix. For each sandbox weakness, run the flows that should catch it on a sandbox
+started with that weakness (caught = the expected criterion fails); on the healthy sandbox run every flow (any failure
+is a false alarm). ``drillbit verify`` prints the matrix and exits non-zero on any miss or false alarm."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drillbit import sandbox as sbx
+
+VERIFY_OFFSET = 9000
+VERIFY_RUN_DIR = Path("/tmp/drillbit-verify-sandbox")
+
+SHORT = {"baseline": 3.0, "recovery": 8.0}
+
+
+@dataclass(frozen=True)
+class Catch:
+    flow: str
+    parameters: dict[str, Any]
+    criterion: str  # the criterion (prefix) that must fail when the weakness is present
+
+
+# weakness → the flows (with compressed parameters) that must catch it, and by which criterion
+MATRIX: dict[str, list[Catch]] = {
+    "no-restart": [Catch("chaos-pod-kill", {"duration": 12.0, **SHORT}, "node-")],
+    "no-alert-rules": [Catch("chaos-pod-kill", {"duration": 12.0, **SHORT}, "alerts fired")],
+    "no-read-cache": [
+        Catch("chaos-db-failure", {"duration": 10.0, "verify_timeout": 15.0, **SHORT}, "cached responses")
+    ],
+    "no-write-queue": [
+        Catch("chaos-db-failure", {"duration": 10.0, "verify_timeout": 15.0, **SHORT}, "writes queued, none lost")
+    ],
+}
+
+# flows run on the healthy sandbox (compressed); none may fail
+HEALTHY: list[tuple[str, dict[str, Any]]] = [
+    ("synthetic", {"rounds": 2, "interval": 1.0}),
+    ("e2e", {}),
+    ("chaos-pod-kill", {"duration": 12.0, **SHORT}),
+    ("chaos-db-failure", {"duration": 10.0, **SHORT}),
+]
+
+
+@dataclass
+class Cell:
+    weakness: str
+    flow: str
+    result: str  # caught | missed | false alarm | ok | error
+    detail: str = ""
+
+
+@dataclass
+class Matrix:
+    cells: list[Cell] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.result in ("caught", "ok") for c in self.cells)
+
+
+def _criterion_failed(record: dict[str, Any], prefix: str) -> bool:
+    return any(v["criterion"].startswith(prefix) and v["outcome"] == "fail" for v in record["verdicts"])
+
+
+def run_matrix(
+    run_flow: Callable[[str, dict[str, Any]], dict[str, Any]],
+    weaknesses: list[str] | None = None,
+    healthy_repeats: int = 1,
+    progress: Callable[[str], None] = print,
+) -> Matrix:
+    """Start a sandbox per weakness (and one healthy), run the flows, classify each result."""
+    matrix = Matrix()
+    old = os.environ.get("DRILLBIT_SANDBOX_DIR")
+    os.environ["DRILLBIT_SANDBOX_DIR"] = str(VERIFY_RUN_DIR)
+    try:
+        for weakness in weaknesses if weaknesses is not None else list(MATRIX):
+            progress(f"sandbox with {weakness}")
+            with _sandbox([weakness]):
+                for catch in MATRIX[weakness]:
+                    try:
+                        record = run_flow(catch.flow, catch.parameters)
+                        caught = _criterion_failed(record, catch.criterion)
+                        failed = [v["criterion"] for v in record["verdicts"] if v["outcome"] == "fail"]
+                        cell = Cell(weakness, catch.flow, "caught" if caught else "missed", ", ".join(failed))
+                    except Exception as exc:
+                        cell = Cell(weakness, catch.flow, "error", f"{exc.__class__.__name__}: {exc}")
+                    matrix.cells.append(cell)
+                    progress(f"  {catch.flow}: {cell.result}")
+        progress(f"healthy sandbox, {healthy_repeats} round(s)")
+        with _sandbox([]):
+            for round_ in range(healthy_repeats):
+                for flow, params in HEALTHY:
+                    try:
+                        record = run_flow(flow, params)
+                        failed = [v["criterion"] for v in record["verdicts"] if v["outcome"] == "fail"]
+                        cell = Cell("(healthy)", flow, "false alarm" if failed else "ok", ", ".join(failed))
+                    except Exception as exc:
+                        cell = Cell("(healthy)", flow, "error", f"{exc.__class__.__name__}: {exc}")
+                    cell.detail = (f"round {round_ + 1}: " + cell.detail).strip(": ")
+                    matrix.cells.append(cell)
+                    progress(f"  {flow}: {cell.result}")
+    finally:
+        if old is None:
+            os.environ.pop("DRILLBIT_SANDBOX_DIR", None)
+        else:
+            os.environ["DRILLBIT_SANDBOX_DIR"] = old
+    return matrix
+
+
+class _sandbox:
+    def __init__(self, weaknesses: list[str]) -> None:
+        self.args = ["up", *[a for w in weaknesses for a in ("--weaken", w)]]
+
+    def __enter__(self) -> None:
+        result = sbx.launcher(self.args, run=VERIFY_RUN_DIR, offset=VERIFY_OFFSET, capture=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"sandbox up failed: {result.stderr.strip()}")
+
+    def __exit__(self, *exc: object) -> None:
+        sbx.launcher(["down", "--purge"], run=VERIFY_RUN_DIR, offset=VERIFY_OFFSET, capture=True)
