@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -318,7 +319,12 @@ def test_jitter_spreads_and_full_correlation_holds_it_constant(proxy: Client) ->
     finally:
         conn.close()
     assert min(correlated) >= 0.04, correlated
-    assert max(correlated) - min(correlated) < 0.03, correlated
+    # the toxic holds the delay constant; a loaded machine adds its own noise on top, so compare the typical spread
+    # (interquartile range) rather than max - min, which one scheduler hiccup decides
+    q1, q3 = statistics.quantiles(correlated, n=4)[0], statistics.quantiles(correlated, n=4)[2]
+    j1, j3 = statistics.quantiles(jittered, n=4)[0], statistics.quantiles(jittered, n=4)[2]
+    assert q3 - q1 < 0.02, correlated
+    assert q3 - q1 < j3 - j1 or j3 - j1 < 0.02, (correlated, jittered)
 
 
 def test_toxicity_zero_never_applies(proxy: Client) -> None:
