@@ -446,12 +446,12 @@ TREE = (  # a parent and a forked child sharing 60 MB; the child exits when its 
     "parent = os.getpid()\n"
     "if os.fork() == 0:\n"
     "    touched = sum(shared[i] for i in range(0, len(shared), 4096))\n"
-    "    deadline = time.monotonic() + 60\n"
+    "    deadline = time.monotonic() + 240\n"
     "    while os.getppid() == parent and time.monotonic() < deadline:\n"
     "        time.sleep(0.1)\n"
     "    os._exit(0)\n"
     "private = b'y' * 30_000_000\n"
-    "time.sleep(60)\n"
+    "time.sleep(240)\n"
 )
 
 
