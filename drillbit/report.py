@@ -137,7 +137,7 @@ def slo_status(store: ResultsStore, environment: str, probe_targets: dict[str, f
     since = time.time() - timedelta(days=slo.WINDOW_DAYS).total_seconds()
     rows = []
     for probe, target in probe_targets.items():
-        df = store.samples(environment, probe=probe, since=since)
+        df = store.samples(environment, probe=probe, since=since, flow="synthetic")
         if df.empty:
             continue
         ok = pd.Series(df["ok"].astype(bool).to_numpy(), index=pd.to_datetime(df["ts"], unit="s"))

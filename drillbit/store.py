@@ -115,7 +115,12 @@ class ResultsStore:
             return [RunRecord.from_dict(json.loads(r[0])) for r in conn.execute(q)]
 
     def samples(
-        self, environment: str, probe: str | None = None, since: float | None = None, run_id: str | None = None
+        self,
+        environment: str,
+        probe: str | None = None,
+        since: float | None = None,
+        run_id: str | None = None,
+        flow: str | None = None,
     ) -> pd.DataFrame:
         q = sa.select(
             samples.c.probe,
@@ -133,6 +138,8 @@ class ResultsStore:
             q = q.where(samples.c.ts >= since)
         if run_id:
             q = q.where(samples.c.run_id == run_id)
+        if flow:  # only samples of this flow's runs (a chaos run's probes must not count against synthetic SLOs)
+            q = q.where(samples.c.run_id.in_(sa.select(runs.c.run_id).where(runs.c.flow == flow)))
         with self.engine.connect() as conn:
             df = pd.DataFrame(conn.execute(q.order_by(samples.c.ts)).mappings().all())
         if df.empty:

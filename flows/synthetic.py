@@ -49,7 +49,7 @@ def burn_criterion(
         since = time.time() - timedelta(days=slo.WINDOW_DAYS).total_seconds()
         firing, evidence = [], {}
         for probe, target in targets.items():
-            hist = store.samples(env_name, probe=probe, since=since)
+            hist = store.samples(env_name, probe=probe, since=since, flow="synthetic")
             both = pd.concat([hist[["ts", "ok"]], run_samples.loc[run_samples["probe"] == probe, ["ts", "ok"]]])
             if both.empty:
                 continue

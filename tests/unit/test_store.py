@@ -16,3 +16,13 @@ def test_records_and_samples_persist(tmp_path):
     # saving again replaces, never duplicates
     store.save(rec, [Sample("tx", 101.0, True, 0.5)])
     assert len(again.samples("sandbox")) == 1 and len(again.list()) == 1
+
+
+def test_samples_can_be_limited_to_one_flows_runs(tmp_path):
+    store = ResultsStore(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    synthetic = RunRecord("synthetic", "sandbox", {}, started_at=1.0).finish([])
+    chaos = RunRecord("chaos-disk-pressure", "sandbox", {}, started_at=2.0).finish([])
+    store.save(synthetic, [Sample("tx-submission", 1.0, True, 0.5)])
+    store.save(chaos, [Sample("tx-submission", 2.0, False, 9.0, error="disk full")])
+    assert store.samples("sandbox", probe="tx-submission", flow="synthetic")["ok"].tolist() == [True]
+    assert len(store.samples("sandbox", probe="tx-submission")) == 2

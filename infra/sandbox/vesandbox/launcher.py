@@ -438,7 +438,8 @@ def _supervisord_pid(layout: Layout) -> int | None:
     return pid
 
 
-def _write_supervisor_conf(layout: Layout, comps: list[Component]) -> Path:
+def _write_supervisor_conf(layout: Layout, comps: list[Component], manual: frozenset[str] = frozenset()) -> Path:
+    """The supervisord config; programs named in ``manual`` are not started with supervisord (started later)."""
     autorestart = "false" if "no-restart" in layout.weaknesses else "true"
     lines = [
         "[supervisord]",
@@ -464,7 +465,7 @@ def _write_supervisor_conf(layout: Layout, comps: list[Component]) -> Path:
             f"[program:{c.name}]",
             "command=" + " ".join(_quote(a) for a in c.command),
             f"priority={c.priority}",
-            "autostart=true",
+            f"autostart={'false' if c.name in manual else 'true'}",
             f"autorestart={autorestart}",
             "startsecs=1",
             "startretries=10",
@@ -524,11 +525,16 @@ def _init_postgres(layout: Layout, pg_bin: Path) -> None:
         f.write("host replication all 127.0.0.1/32 trust\n")
 
 
-def up(layout: Layout, echo: Any = print) -> dict[str, Any]:
+def up(layout: Layout, echo: Any = print, restore_from_backups: bool = False) -> dict[str, Any]:
+    """Start the sandbox. With ``restore_from_backups``, PostgreSQL and the validator set come from the latest backups
+    in the object store instead of initdb and a new etcd cluster (see ``_restore_from_backups``)."""
     layout.weaknesses = validate(layout.weaknesses)
+    if restore_from_backups:
+        _check_backups(layout)  # before anything is checked, removed or created
     pg_bin = preflight(layout)
     if layout.run_dir.exists():
         _remove_run_dir(layout)
+    manual = frozenset({"api"}) if restore_from_backups else frozenset()
     try:
         for d in (layout.config_dir, layout.log_dir, layout.data_dir / "api"):
             d.mkdir(parents=True, exist_ok=True)
@@ -543,21 +549,201 @@ def up(layout: Layout, echo: Any = print) -> dict[str, Any]:
             )
             if mounted.returncode != 0:
                 raise SandboxError(f"cannot mount the data volume of etcd-{i}: {mounted.stderr.decode().strip()}")
-        _init_postgres(layout, pg_bin)
+        restored = _restore_from_backups(layout, pg_bin, echo) if restore_from_backups else None
+        if restored is None:
+            _init_postgres(layout, pg_bin)
         storage.prepare_storage(layout, layout.weaknesses, pg_bin)  # object store, WAL archiving, replication
         comps = components(layout, pg_bin)
-        conf = _write_supervisor_conf(layout, comps)
+        conf = _write_supervisor_conf(layout, comps, manual)
         endpoints = _endpoints(layout, comps)
+        if restored is not None:
+            endpoints["restored_from"] = restored
         layout.endpoints_file.write_text(json.dumps(endpoints, indent=2))
         supervisord = Path(sys.executable).parent / "supervisord"
         result = subprocess.run([str(supervisord), "-c", str(conf)], capture_output=True, text=True)
         if result.returncode != 0:
             raise SandboxError(f"supervisord failed to start: {result.stderr.strip() or result.stdout.strip()}")
-        _wait_healthy(layout, comps, echo)
+        _wait_healthy(layout, [c for c in comps if c.name not in manual], echo)
+        if restored is not None:
+            _rejoin_api(layout, [c for c in comps if c.name in manual], restored, echo)
+            layout.endpoints_file.write_text(json.dumps(endpoints, indent=2))
     except BaseException:
         down(layout, echo=lambda *_: None)
         raise
     return endpoints
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# up --restore-from-backups: rebuild a lost sandbox from the object store
+
+
+def _backup_objects(layout: Layout) -> tuple[list[Path], list[Path]]:
+    """Complete base backups (their manifest.json) and etcd snapshots in the object store's folder, oldest first."""
+    bucket = storage.s3_dir(layout) / storage.BACKUP_BUCKET
+    return sorted(bucket.glob("base/*/manifest.json")), sorted(bucket.glob("etcd/*.db"))
+
+
+def _check_backups(layout: Layout) -> None:
+    base, etcd = _backup_objects(layout)
+    where = f"(object store {storage.s3_dir(layout)})"
+    if not base:
+        raise SandboxError(f"no base backup in s3://{storage.BACKUP_BUCKET}/base/ {where}: nothing to restore from")
+    if not etcd:
+        raise SandboxError(f"no etcd snapshot in s3://{storage.BACKUP_BUCKET}/etcd/ {where}: nothing to restore from")
+
+
+def _restore_from_backups(layout: Layout, pg_bin: Path, echo: Any) -> dict[str, Any]:
+    """Before supervisord starts: PostgreSQL from the latest base backup + archived WAL (recovered to the end of the
+    archive and promoted, with a temporary S3 endpoint), every etcd member from the latest snapshot."""
+    from vesandbox import restore
+
+    steps: list[dict[str, Any]] = []
+
+    def timed(name: str, t0: float, **detail: Any) -> None:
+        steps.append({"name": name, "started_at": t0, "seconds": round(time.time() - t0, 3), **detail})
+        echo(f"  {name:<26} {time.time() - t0:6.2f} s")
+
+    storage._write_configs(layout, layout.weaknesses, pg_bin)  # the S3 component's command needs them
+    s3_spec = storage.storage_components(layout, layout.weaknesses)[0]
+    s3 = storage.s3_settings(layout)
+    t0 = time.time()
+    s3_proc = _start_temporary(layout, s3_spec["command"], f"tcp:127.0.0.1:{storage.s3_port(layout)}", "s3-restore")
+    timed("start object store", t0)
+    try:
+        t0 = time.time()
+        pg_data = layout.data_dir / "postgres"
+        try:
+            info = restore.restore_base_backup(s3, pg_data, archive=True)
+        except restore.RestoreError as exc:
+            raise SandboxError(f"PostgreSQL restore failed: {exc}") from exc
+        timed("restore base backup", t0, backup_id=info["backup_id"])
+        t0 = time.time()
+        info["recovered_s"] = _recover_postgres(layout, pg_bin, pg_data)
+        timed("replay archived WAL", t0)
+        t0 = time.time()
+        snapshot = _restore_etcd(layout, s3)
+        timed("restore etcd snapshot", t0, snapshot=snapshot)
+    finally:
+        _stop_temporary(s3_proc)
+    return {"postgres": info, "etcd_snapshot": snapshot, "steps": steps, "at": time.time()}
+
+
+def _start_temporary(layout: Layout, command: list[str], health: str, name: str) -> subprocess.Popen[bytes]:
+    log = (layout.log_dir / f"{name}.log").open("ab")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 20
+    while not _check(health, timeout=0.5):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop_temporary(proc)
+            raise SandboxError(f"temporary {name} did not start (see {layout.log_dir / (name + '.log')})")
+        time.sleep(0.1)
+    return proc
+
+
+def _stop_temporary(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _recover_postgres(layout: Layout, pg_bin: Path, pg_data: Path) -> float:
+    """Start the restored primary once, let it replay the WAL archive to its end and promote, then stop it."""
+    from vesandbox import restore
+
+    pw = pwd.getpwnam("postgres")
+    sock = layout.data_dir / "pg-socket"
+    sock.mkdir(parents=True, exist_ok=True)
+    os.chown(sock, pw.pw_uid, pw.pw_gid)
+    log_file = layout.log_dir / "postgres-restore.log"
+    try:
+        restore.start_postgres(pg_data, layout.pg_port, pg_bin=pg_bin, log_file=log_file, socket_dir=sock)
+        return restore.wait_recovered(layout.pg_port, timeout=STARTUP_TIMEOUT * 2, data_dir=pg_data, log_file=log_file)
+    except restore.RestoreError as exc:
+        raise SandboxError(f"PostgreSQL recovery failed: {exc}") from exc
+    finally:
+        restore.stop_postgres(pg_data, pg_bin)
+
+
+def _restore_etcd(layout: Layout, s3: dict[str, Any]) -> str:
+    """Every member's data from the same (latest) snapshot, into its volume, owned by its user."""
+    from vesandbox import restore
+
+    cluster = ",".join(f"etcd-{i}={layout.etcd_peer(i)}" for i in range(VALIDATORS))
+    snapshot = restore.list_etcd_snapshots(s3)[-1]["key"]
+    for i in range(VALIDATORS):
+        scratch = layout.data_dir / f".etcd-{i}.restore"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            restore.restore_etcd_snapshot(
+                s3, scratch, name=f"etcd-{i}", peer_url=layout.etcd_peer(i), initial_cluster=cluster, snapshot=snapshot
+            )
+        except restore.RestoreError as exc:
+            raise SandboxError(f"etcd restore failed: {exc}") from exc
+        volume = layout.data_dir / f"etcd-{i}"  # a tmpfs mount point: fill it, never replace it
+        for entry in scratch.iterdir():
+            shutil.move(str(entry), str(volume / entry.name))
+        scratch.rmdir()
+        user = pwd.getpwnam(ETCD_USER.format(i))
+        for dirpath, dirnames, filenames in os.walk(volume):
+            os.lchown(dirpath, user.pw_uid, user.pw_gid)
+            for n in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, n), user.pw_uid, user.pw_gid)
+    return snapshot
+
+
+def _rejoin_api(layout: Layout, comps: list[Component], restored: dict[str, Any], echo: Any) -> None:
+    """Start the API once the nodes have replayed the restored chain; an index ahead of that chain is cleared first.
+
+    The database may be newer than the etcd snapshot (the WAL archive runs seconds behind, snapshots a minute):
+    its indexed height would then name blocks the restored chain does not have. The index is derived data, so it
+    is rebuilt from the chain instead of trusted.
+    """
+    import psycopg
+
+    t0 = time.time()
+    height = _wait_chain(layout)
+    indexed = None
+    with (
+        contextlib.suppress(psycopg.Error),
+        psycopg.connect(
+            host="127.0.0.1", port=layout.pg_port, user="postgres", dbname="marketplace", connect_timeout=5
+        ) as conn,
+    ):
+        conn.execute("SET synchronous_commit = local")
+        row = conn.execute("SELECT height FROM index_state WHERE id = 1").fetchone()
+        indexed = int(row[0]) if row else None
+        if indexed is not None and indexed > height:
+            conn.execute("DELETE FROM entities")
+            conn.execute("UPDATE index_state SET height = 0, updated_at = now() WHERE id = 1")
+            conn.commit()
+            echo(f"  API index at {indexed} was ahead of the restored chain at {height}: cleared, re-indexing")
+    cleared = indexed is not None and indexed > height
+    restored.update({"chain_height": height, "indexed_height": indexed, "index_cleared": cleared})
+    for c in comps:
+        _supervisor(layout).supervisor.startProcess(c.name, True)
+    _wait_healthy(layout, comps, echo)
+    restored["steps"].append({"name": "rejoin api", "started_at": t0, "seconds": round(time.time() - t0, 3)})
+
+
+def _wait_chain(layout: Layout) -> int:
+    """The restored chain's height once node-0 has replayed it (``catching_up`` false)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            info = httpx.get(f"http://127.0.0.1:{layout.node_rpc_port(0)}/status", timeout=2).json()["result"]
+            if not info["sync_info"]["catching_up"]:
+                return int(info["sync_info"]["latest_block_height"])
+            last = "still catching up"
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            last = str(exc)
+        time.sleep(0.3)
+    raise SandboxError(f"node-0 did not replay the restored chain within {STARTUP_TIMEOUT:.0f} s ({last})")
 
 
 def _endpoints(layout: Layout, comps: list[Component]) -> dict[str, Any]:
@@ -677,7 +863,8 @@ def status(layout: Layout) -> list[dict[str, Any]]:
 
 def _run_dir_pids(layout: Layout) -> list[int]:
     """PIDs of processes whose command line names the run directory (all of them were started by the sandbox)."""
-    marker = str(layout.run_dir).encode()
+    # with the trailing slash, /tmp/x never matches a sibling run directory such as /tmp/x-weak
+    marker = (str(layout.run_dir).rstrip("/") + "/").encode()
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -766,6 +953,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up")
     p_up.add_argument("--weaken", action="append", default=[], metavar="NAME")
+    p_up.add_argument(
+        "--restore-from-backups",
+        action="store_true",
+        help="restore PostgreSQL and the validator set from the latest backups in the object store (after a loss)",
+    )
     p_down = sub.add_parser("down")
     p_down.add_argument("--purge", action="store_true", help="also remove the object store (backups)")
     p_status = sub.add_parser("status")
@@ -780,7 +972,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             layout.weaknesses = args.weaken
             t0 = time.monotonic()
-            up(layout)
+            up(layout, restore_from_backups=args.restore_from_backups)
             print(f"sandbox up in {time.monotonic() - t0:.1f} s; endpoints: {layout.endpoints_file}")
         elif args.cmd == "down":
             if not down(layout, purge=args.purge):
