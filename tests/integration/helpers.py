@@ -26,6 +26,7 @@ def running_sandbox(run_dir: Path, offset: int, weaknesses: list[str] = ()) -> I
     args = ["up"]
     for w in weaknesses:
         args += ["--weaken", w]
+    sbx.launcher(["down", "--purge"], run=run_dir, offset=offset, capture=True)  # leftovers of a crashed earlier run
     try:
         result = sbx.launcher(args, run=run_dir, offset=offset, capture=True)
         assert result.returncode == 0, f"sandbox up failed:\n{result.stdout}\n{result.stderr}"
