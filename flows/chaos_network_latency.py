@@ -85,7 +85,12 @@ def chaos_network_latency(params: NetworkLatencyParams = NetworkLatencyParams())
             piv,
             probes.as_probe("deployment-provisioning", probes.deployment_provisioning(client, timeout=600)),
         ),
-        Monitor("bid-placement", piv, probes.as_probe("bid-placement", probes.bid_placement(client))),
+        # a bid slower than twice the limit has failed already: give up then, so the fault window holds several samples
+        Monitor(
+            "bid-placement",
+            piv,
+            probes.as_probe("bid-placement", probes.bid_placement(client, timeout=max(5.0, 2 * params.bid_within))),
+        ),
         Monitor("chain-query", iv, probes.as_probe("chain-query", probes.chain_query(client))),
         Monitor("market-query", iv, probes.as_probe("market-query", probes.market_query(client))),
         Monitor("provider-health", iv, probes.as_probe("provider-health", probes.http_ok(f"{ep['provider']}/health"))),

@@ -19,6 +19,9 @@ from drillbit.client import VirtEngineClient
 HEALTHY_OFFSET = int(os.environ.get("DRILLBIT_TEST_HEALTHY_OFFSET", "1000"))
 HEALTHY_RUN_DIR = Path(os.environ.get("DRILLBIT_TEST_HEALTHY_RUN_DIR", "/tmp/drillbit-test-sandbox"))
 WEAK_OFFSET = 2000
+# every offset a test or benchmark starts a sandbox at (lifecycle 3000, failure modes 5000, DR 6000/7000,
+# benchmarks 8000, verify 9000); their ports are reserved against ephemeral use for the session (conftest.py)
+TEST_OFFSETS = sorted({HEALTHY_OFFSET, WEAK_OFFSET, 3000, 4000, 5000, 6000, 7000, 8000, 9000})
 
 
 @contextlib.contextmanager

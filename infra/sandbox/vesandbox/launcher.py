@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from vesandbox import storage
+from vesandbox import ports, storage
 from vesandbox.monitoring import monitoring_components, monitoring_endpoints, monitoring_listeners
 from vesandbox.weaknesses import WEAKNESSES, validate
 
@@ -34,6 +34,7 @@ PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgr
 VALIDATORS = 3
 ETCD_USER = "vesbx-etcd-{}"
 STARTUP_TIMEOUT = 120.0  # the goal is < 30 s here (benchmarks/sandbox.py); 120 s tolerates a loaded CI box
+PORT_WAIT = 15.0  # seconds for client connections that hold one of our ports as their source port to end
 VOLUME_SIZE = 512 << 20  # each validator's data volume (a bounded tmpfs, like a PersistentVolume of fixed size)
 ETCD_QUOTA = 384 << 20
 
@@ -386,8 +387,17 @@ def preflight(layout: Layout) -> Path:
     pg_bin = _find_pg_bin()
     if _supervisord_pid(layout) is not None:
         raise SandboxError(f"a sandbox is already running in {layout.run_dir}: `drillbit sandbox down` first")
-    busy = [f"{host}:{port} ({owner})" for host, port, owner in layout.listeners() if not _port_free(host, port)]
+    listeners = layout.listeners()
+    # keep our ports out of the ephemeral range first, then give connections that already hold one a moment to end
+    ports.reserve(str(layout.run_dir.resolve()), [port for _, port, _ in listeners])
+    deadline = time.monotonic() + PORT_WAIT
+    while True:
+        busy = [f"{host}:{port} ({owner})" for host, port, owner in listeners if not _port_free(host, port)]
+        if not busy or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     if busy:
+        ports.release(str(layout.run_dir.resolve()))
         raise SandboxError(
             f"port already in use: {', '.join(busy[:5])}{' ...' if len(busy) > 5 else ''}; stop what uses it or "
             "start with another --port-offset"
@@ -906,6 +916,7 @@ def down(layout: Layout, echo: Any = print, purge: bool = False) -> bool:
         time.sleep(0.3)
     if layout.run_dir.exists():
         _remove_run_dir(layout)
+    ports.release(str(layout.run_dir.resolve()))
     if purge and storage.s3_dir(layout).exists():
         shutil.rmtree(storage.s3_dir(layout), ignore_errors=True)
         echo(f"object store {storage.s3_dir(layout)} removed")
