@@ -717,3 +717,43 @@ def test_weaknesses_fail_without_cache_and_queue(
     forwarder.restore()
     wait_database(api, "up")
     assert api.client.get("/api/v1/records/lost").status_code == 404
+
+
+def test_queued_writes_wait_out_a_failing_database_instead_of_being_dropped(
+    postgres: Postgres, node: FakeNode, forwarder: Forwarder, spawn: Callable[..., ApiProcess]
+) -> None:
+    """A reachable database that fails server-side (here a trigger raising SQLSTATE XX001 "data corrupted", as a
+    corrupted page does) must not make the API move acknowledged queued writes aside: they wait for the repair."""
+    api = spawn(forwarder.port, "mk_corrupt", node.url)
+    wait_database(api, "up")
+    forwarder.blackhole()
+    wait_database(api, "down")
+    for n in range(3):
+        assert api.client.post("/api/v1/records", json={"key": f"c/{n}", "value": n}).status_code == 202
+    with postgres.connect("mk_corrupt") as conn:
+        conn.execute(
+            "CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'invalid page in block 7' USING ERRCODE = 'XX001'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER corrupt BEFORE INSERT OR UPDATE ON records FOR EACH ROW EXECUTE FUNCTION corrupt()"
+        )
+        conn.commit()
+    forwarder.restore()
+    wait_database(api, "up")
+    wait_until(lambda: queue_errors(api) >= 1, 15, "a failed drain attempt")  # the drain ran and failed
+    assert api.health()["queue_depth"] == 3
+    with postgres.connect("mk_corrupt") as conn:
+        conn.execute("DROP TRIGGER corrupt ON records")
+        conn.commit()
+    wait_until(lambda: api.health()["queue_depth"] == 0, 15, "the queue to drain after the repair")
+    with postgres.connect("mk_corrupt") as conn:
+        rows = conn.execute("SELECT key, value FROM records ORDER BY key").fetchall()
+    assert rows == [("c/0", 0), ("c/1", 1), ("c/2", 2)]
+
+
+def queue_errors(api: ApiProcess) -> float:
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith("virtengine_errors_total{") and 'category="queue"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

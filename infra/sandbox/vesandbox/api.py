@@ -819,6 +819,10 @@ class Api:
                     await self._drain_batch()
                 except DatabaseUnavailable:
                     break
+                except DatabaseFailing as exc:  # retried on the next health interval, the queue untouched
+                    log.error("%s", exc)
+                    self.metrics.error("queue")
+                    break
                 except Exception:
                     log.exception("write queue drain failed")
                     self.metrics.error("queue")
@@ -845,6 +849,10 @@ class Api:
             try:
                 await self.db.run(lambda conn, a=(key, value, at): _upsert_records(conn, [a]))
             except psycopg.Error as exc:
+                if not rejects_the_write(exc):
+                    # the database itself is failing (corrupted pages, disk full, shutting down): the write is not at
+                    # fault, so it stays queued, in order, until the database is repaired or restored
+                    raise DatabaseFailing(f"queued write {seq} (key {key!r}) kept: the database failed: {exc}") from exc
                 log.error("queued write %d (key %r) rejected by the database, moved aside: %s", seq, key, exc)
                 self.metrics.error("queue")
                 await self.queue.bury(seq, str(exc))
@@ -1010,6 +1018,21 @@ async def _query_entities(
         items = [row[0] for row in await cur.fetchall()]
         height = await _read_indexed_height(conn)
     return {"items": items, "indexed_height": height}
+
+
+class DatabaseFailing(Exception):
+    """The database answered but failed server-side: queued writes wait."""
+
+
+# SQLSTATE classes that blame the statement's data (22 data exception, 23 integrity constraint violation); any other
+# error (XX internal such as "invalid page in block", 53 insufficient resources, 57 operator intervention, 58 system
+# error) is the database's failure, and a queued write must then wait rather than be moved aside
+WRITE_AT_FAULT = ("22", "23")
+
+
+def rejects_the_write(exc: BaseException) -> bool:
+    state = getattr(exc, "sqlstate", None) or ""
+    return state[:2] in WRITE_AT_FAULT
 
 
 async def _upsert_records(conn: psycopg.AsyncConnection[Any], rows: Iterable[tuple[str, str, datetime]]) -> None:
