@@ -425,6 +425,7 @@ def verify_cmd(
 DEMO_PLAN: list[tuple[str, dict[str, Any]]] = [
     ("synthetic", {"rounds": 2, "interval": 2.0}),
     ("e2e", {}),
+    ("load-smoke", {"time_scale": 0.05}),
     ("chaos-pod-kill", {"duration": 10.0, "baseline": 3.0, "recovery": 8.0}),
     (
         "chaos-network-latency",

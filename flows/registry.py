@@ -13,11 +13,22 @@ from flows.chaos_network_latency import chaos_network_latency
 from flows.chaos_pod_kill import chaos_pod_kill
 from flows.e2e import e2e
 from flows.gameday import gameday
+from flows.load import breaking_point, burst, deployments, load, load_smoke, soak, stress, sustained
+from flows.perf_regression import perf_regression
 from flows.synthetic import synthetic
 
 ALL = (
     synthetic,
     e2e,
+    load_smoke,
+    load,
+    stress,
+    soak,
+    sustained,
+    burst,
+    deployments,
+    breaking_point,
+    perf_regression,
     chaos_pod_kill,
     chaos_network_latency,
     chaos_disk_pressure,
