@@ -139,11 +139,21 @@ def _mount(step: dict[str, Any]) -> None:
 
 @driver("cgroup")
 def _cgroup(step: dict[str, Any]) -> None:
-    """Move every task of a cgroup v1 group back to its parent, then remove the group."""
+    """Move every task of a cgroup v1 group back to its parent, then remove the group.
+
+    ``restore`` (optional) lists processes moved in from elsewhere, ``{"pid", "start_time", "path"}``: each one that
+    is still the same process goes back to the group it came from (``path``, if that still exists).
+    """
     for controller in step.get("controllers", ["memory"]):
         group = Path("/sys/fs/cgroup") / controller / step["name"]
         if not group.exists():
             continue
+        for entry in step.get("restore", []):
+            home = Path("/sys/fs/cgroup") / controller / str(entry["path"]).lstrip("/") / "cgroup.procs"
+            same = _start_time(int(entry["pid"])) == entry.get("start_time")
+            if same and home.exists():
+                with contextlib.suppress(OSError):
+                    home.write_text(str(entry["pid"]))
         parent = group.parent / "cgroup.procs"
         for pid in (group / "cgroup.procs").read_text().split():
             with contextlib.suppress(OSError):

@@ -512,6 +512,34 @@ def test_breaker_opens_under_overload_fails_fast_and_closes_after_reset(fake_nod
     assert provider.metric("provider_bid_engine_circuit_state") == 0
 
 
+def test_a_saturated_engine_sheds_load_queue_timeouts_open_the_breaker(fake_node: FakeNode, start_provider) -> None:
+    oid = order_id(351)
+    fake_node.add_order(make_order(351, 100, state="active"))
+    # The node is fast; the engine is the bottleneck: one slot, 300 ms of pricing work (inside the 0.5 s budget, so
+    # no evaluation that got a slot ever fails). Only requests that wait too long for the slot fail.
+    engine = {**FAST_ENGINE, "concurrency": 1, "work_ms": 300}
+    provider = start_provider(bid_engine=engine)
+    resp, seconds = provider.evaluate(oid)
+    assert resp.status_code == 200 and seconds >= 0.3
+
+    results = hammer(provider, oid, total=120, concurrency=20, timeout=10)
+    codes = Counter(code for code, _, _ in results)
+    assert codes[504] >= engine["fail_max"] and codes[503] > 0, codes  # queue timeouts, then the breaker sheds
+    assert provider.metric("provider_bid_engine_requests_total", {"outcome": "queue_timeout"}) == codes[504]
+    assert provider.metric("provider_bid_engine_requests_total", {"outcome": "timeout"}) is None  # node never slow
+    status = provider.status()["bid_engine"]
+    assert status["circuit_opened_total"] >= 1 and status["rejected"] == codes[503] + codes[504], status
+    # once open, requests are refused at once instead of queueing for the saturated engine
+    opened = min(end for code, _, end in results if code == 503)
+    fast = [end - start for code, start, end in results if code == 503 and start >= opened]
+    assert fast and p95(fast) < 0.1, fast
+
+    # the overload is over: after reset_timeout the trial succeeds and the breaker closes
+    wait_for(lambda: provider.status()["bid_engine"]["circuit"] == "half-open", engine["reset_timeout"] + 3, "half")
+    assert provider.evaluate(oid)[0].status_code == 200
+    assert provider.status()["bid_engine"]["circuit"] == "closed"
+
+
 def test_weakness_no_circuit_breaker_queues_behind_the_slow_node(fake_node: FakeNode, start_provider) -> None:
     oid = order_id(401)
     fake_node.add_order(make_order(401, 100, state="active"))

@@ -2,13 +2,14 @@
 
 Breaker policy (which errors trip it): a *failure of the dependency* (the node link) is a timeout of an evaluation
 that had started, a transport error (refused, reset, httpx timeout), an HTTP 5xx or an unreadable body. An answer
-from the node is a success of the dependency even when it is a 404 (unknown order) or another 4xx. Requests that
-could not get an evaluation slot within ``timeout`` (local capacity) and requests cancelled by their caller never
-reach the dependency and do not count either way.
+from the node is a success of the dependency even when it is a 404 (unknown order) or another 4xx. A request that
+could not get an evaluation slot within ``timeout`` (the engine is saturated) counts as a failure too: a saturated
+engine must shed load rather than queue it, so sustained overload opens the breaker even when the node is fast.
+Requests cancelled by their caller do not count either way.
 
-Bounds: waiting for one of ``concurrency`` slots is limited to ``timeout`` (then 504, "queue_timeout"), and the
-node call plus the pricing work to another ``timeout`` (then 504, "timeout", a breaker failure): a slow dependency
-is judged on its own time, not on the time a request spent queued behind others.
+Bounds: waiting for one of ``concurrency`` slots is limited to ``timeout`` (then 504, "queue_timeout", a breaker
+failure), and the node call plus the pricing work to another ``timeout`` (then 504, "timeout", a breaker failure): a
+slow dependency is judged on its own time, not on the time a request spent queued behind others.
 """
 
 from __future__ import annotations
@@ -458,13 +459,18 @@ class BidEngine:
         if self._blocked():
             raise CircuitOpen("circuit open")
         self.queued += 1
+        got_slot = False
         try:
             async with asyncio.timeout(self.cfg.timeout):
                 await self._slots.acquire()
+                got_slot = True
         except TimeoutError:
-            raise QueueTimeout("no evaluation slot within the timeout") from None
+            pass
         finally:
             self.queued -= 1
+        if not got_slot:
+            await self._shed()
+            raise QueueTimeout("no evaluation slot within the timeout")
         self.in_flight += 1
         try:
             trial = self._admit()
@@ -476,6 +482,16 @@ class BidEngine:
         finally:
             self.in_flight -= 1
             self._slots.release()
+
+    async def _shed(self) -> None:
+        """Count a request that got no slot in time as a breaker failure (a saturated engine must shed load)."""
+        try:
+            async with self._breaker:
+                raise QueueTimeout("no evaluation slot within the timeout")
+        except QueueTimeout:
+            pass
+        except OpenedState as exc:  # already open: nothing more to count
+            exc.__traceback__ = None
 
     def _admit(self) -> bool:
         """Decide after getting a slot: normal request (False), the single half-open trial (True), or fail fast."""
