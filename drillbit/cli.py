@@ -433,7 +433,23 @@ DEMO_PLAN: list[tuple[str, dict[str, Any]]] = [
     ),
     ("chaos-disk-pressure", {"duration": 12.0, "baseline": 3.0, "recovery": 8.0, "workers": 2, "io_bytes": 8 << 20}),
     ("chaos-db-failure", {"duration": 10.0, "baseline": 3.0, "recovery": 5.0}),
+    (
+        "cascading-failure",
+        {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 300, "target": "direct", "fail_fast_p95": 5.0},
+    ),
+    ("split-brain", {"duration": 12.0, "baseline": 3.0, "recovery": 8.0, "scenario": "isolate-one"}),
+    ("resource-exhaustion", {"duration": 15.0, "baseline": 4.0, "recovery": 6.0, "size_mb": 128}),
     ("gameday", {"duration": 10.0, "interactive": False}),
+    # last: the drill's rebuild replaces the whole sandbox (from its backups)
+    (
+        "dr-drill",
+        {
+            "require_approval": False,
+            "dc_loss": {"interval": 0.5, "baseline": 4.0, "settle": 3.0},
+            "db_corruption": {"interval": 0.5, "baseline": 4.0, "settle": 3.0, "deployments": 1},
+            "rebuild": {"interval": 0.5, "baseline": 4.0, "settle": 3.0},
+        },
+    ),
 ]
 
 

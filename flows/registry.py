@@ -11,7 +11,14 @@ from flows.chaos_db_failure import chaos_db_failure
 from flows.chaos_disk_pressure import chaos_disk_pressure
 from flows.chaos_network_latency import chaos_network_latency
 from flows.chaos_pod_kill import chaos_pod_kill
+from flows.dr_db_corruption import dr_db_corruption
+from flows.dr_dc_loss import dr_dc_loss
+from flows.dr_drill import dr_drill
+from flows.dr_rebuild import dr_rebuild
 from flows.e2e import e2e
+from flows.failure_cascading import cascading_failure
+from flows.failure_resource_exhaustion import resource_exhaustion
+from flows.failure_split_brain import split_brain
 from flows.gameday import gameday
 from flows.load import breaking_point, burst, deployments, load, load_smoke, soak, stress, sustained
 from flows.perf_regression import perf_regression
@@ -33,6 +40,13 @@ ALL = (
     chaos_network_latency,
     chaos_disk_pressure,
     chaos_db_failure,
+    cascading_failure,
+    split_brain,
+    resource_exhaustion,
+    dr_dc_loss,
+    dr_db_corruption,
+    dr_rebuild,
+    dr_drill,
     gameday,
 )
 FLOWS = {f.name: f for f in ALL}

@@ -16,6 +16,11 @@ VERIFY_OFFSET = 9000
 VERIFY_RUN_DIR = Path("/tmp/drillbit-verify-sandbox")
 
 SHORT = {"baseline": 3.0, "recovery": 8.0}
+CASCADE = {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 300, "target": "direct", "fail_fast_p95": 5.0}
+EXHAUST = {"duration": 15.0, "baseline": 4.0, "recovery": 6.0, "size_mb": 128, "alert_within": 25}
+SPLIT = {"duration": 12.0, "baseline": 3.0, "recovery": 8.0, "scenario": "isolate-one", "confirm_timeout": 4.0}
+DR_FAST = {"interval": 0.5, "baseline": 4.0, "settle": 3.0, "restore_timeout": 180.0}
+DB_CORRUPTION = {**DR_FAST, "deployments": 1, "consistency_timeout": 30.0}
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,12 @@ MATRIX: dict[str, list[Catch]] = {
     "no-write-queue": [
         Catch("chaos-db-failure", {"duration": 10.0, "verify_timeout": 15.0, **SHORT}, "writes queued, none lost")
     ],
+    "no-circuit-breaker": [Catch("cascading-failure", CASCADE, "breaker opens")],
+    "leaky-memory": [Catch("resource-exhaustion", EXHAUST, "node memory growth")],
+    "async-replication-loses-writes": [
+        Catch("dr-dc-loss", {**DR_FAST, "baseline": 8.0, "rpo_target": 1.0, "wait_for_alert": False}, "RPO")
+    ],
+    "broken-wal-archive": [Catch("dr-db-corruption", DB_CORRUPTION, "WAL replayed to just before the corruption")],
 }
 
 # flows run on the healthy sandbox (compressed); none may fail
@@ -43,6 +54,13 @@ HEALTHY: list[tuple[str, dict[str, Any]]] = [
     ("e2e", {}),
     ("chaos-pod-kill", {"duration": 12.0, **SHORT}),
     ("chaos-db-failure", {"duration": 10.0, **SHORT}),
+    ("cascading-failure", {**CASCADE, "min_availability": 0.8}),
+    ("split-brain", SPLIT),
+    ("resource-exhaustion", EXHAUST),
+    # the DR scenarios last: each leaves the sandbox restored, as the drill does
+    ("dr-dc-loss", DR_FAST),
+    ("dr-db-corruption", DB_CORRUPTION),
+    ("dr-rebuild", DR_FAST),
 ]
 
 
