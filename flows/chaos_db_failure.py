@@ -14,6 +14,7 @@ from drillbit import sandbox as sbx
 from drillbit.faults.sandbox import PortBlock
 from drillbit.model import Outcome, Timeline, Verdict
 from drillbit.synthetic import Monitor
+from flows import chaos_k8s
 from flows.experiment import Experiment, ExperimentParams, run_experiment
 from tasks.recover import revert_on_crash
 from tasks.targets import client_for, resolve_environment
@@ -28,15 +29,18 @@ class DbFailureParams(ExperimentParams):
     )
     min_cached: float = Field(0.9, ge=0, le=1, description="Share of reads that must be answered during the outage")
     verify_timeout: float = Field(60.0, gt=0, description="Seconds for queued writes to appear after recovery")
+    db_role: str = Field("database", description="Kubernetes: role whose selector finds the database pod")
+    pod: str | None = Field(None, description="Kubernetes: the database pod, when the selector matches several")
+    container: str | None = Field(None, description="Kubernetes: container to exec iptables in (default: the pod's)")
 
 
 @flow(name="chaos-db-failure", on_crashed=[revert_on_crash], on_cancellation=[revert_on_crash])
 def chaos_db_failure(params: DbFailureParams = DbFailureParams()) -> dict:
     env = resolve_environment(params.environment, params.config_path, destructive=True)
-    if env.platform != "sandbox":
-        raise NotImplementedError("the Kubernetes database failure is wired in flows/chaos_k8s.py")
-    ep = sbx.endpoints()
-    fault = PortBlock(ep["postgres"]["port"], params.action, label="postgres")
+    if env.platform == "kubernetes":
+        fault = chaos_k8s.db_port_block(env, params)  # iptables in the database pod, by exec (the seed's way)
+    else:
+        fault = PortBlock(sbx.endpoints()["postgres"]["port"], params.action, label="postgres")
     client = client_for(env, timeout=5.0)
     canary = probes.WriteCanary(client, f"drillbit-canary-{uuid.uuid4().hex[:8]}")
     iv = params.interval

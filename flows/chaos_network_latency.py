@@ -3,6 +3,8 @@ latency (seed experiment 2: 100 ms, 10 ms jitter, 25 % correlation, 10 min)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow
 from pydantic import Field
 
@@ -11,6 +13,7 @@ from drillbit import sandbox as sbx
 from drillbit.faults.sandbox import NetworkLatency
 from drillbit.model import Criterion, Outcome, Timeline, Verdict
 from drillbit.synthetic import Monitor
+from flows import chaos_k8s
 from flows.experiment import Experiment, ExperimentParams, run_experiment
 from tasks.recover import revert_on_crash
 from tasks.targets import client_for, resolve_environment
@@ -34,6 +37,9 @@ class NetworkLatencyParams(ExperimentParams):
     min_availability: float = Field(0.99, ge=0, le=1, description="Other components during the fault")
     metrics_window: float = Field(10.0, ge=2, le=600, description="Seconds of the PromQL rate window")
     probe_interval: float = Field(2.0, gt=0, le=600, description="Seconds between lifecycle probes")
+    peer: str = Field("node", description="Kubernetes: role at the other end of the slowed link ('': all traffic)")
+    mode: Literal["one", "all", "fixed", "fixed-percent"] = Field("one", description="Kubernetes: which target pods")
+    value: float | None = Field(None, description="Kubernetes: count (fixed) or percent (fixed-percent)")
 
 
 def latency_visible(name: str, probe: str, expected_increase_s: float) -> Criterion:
@@ -69,14 +75,17 @@ def latency_visible(name: str, probe: str, expected_increase_s: float) -> Criter
 @flow(name="chaos-network-latency", on_crashed=[revert_on_crash], on_cancellation=[revert_on_crash])
 def chaos_network_latency(params: NetworkLatencyParams = NetworkLatencyParams()) -> dict:
     env = resolve_environment(params.environment, params.config_path, destructive=True)
-    if env.platform != "sandbox":
-        raise NotImplementedError("the Kubernetes network latency is wired in flows/chaos_k8s.py")
-    if params.target not in LINKS:
-        raise ValueError(f"target must be one of {', '.join(LINKS)}, got {params.target!r}")
-    ep = sbx.endpoints()
-    fault = NetworkLatency(
-        ep["faultproxy"], LINKS[params.target], params.latency_ms, params.jitter_ms, params.correlation
-    )
+    if env.platform == "kubernetes":
+        fault = chaos_k8s.network_delay(env, params)  # NetworkChaos delay on the target's link to the peer
+        provider = env.endpoints.provider
+    else:
+        if params.target not in LINKS:
+            raise ValueError(f"target must be one of {', '.join(LINKS)}, got {params.target!r}")
+        ep = sbx.endpoints()
+        fault = NetworkLatency(
+            ep["faultproxy"], LINKS[params.target], params.latency_ms, params.jitter_ms, params.correlation
+        )
+        provider = ep["provider"]
     client = client_for(env, timeout=10.0)
     iv, piv = params.interval, params.probe_interval
     monitors = [
@@ -92,9 +101,13 @@ def chaos_network_latency(params: NetworkLatencyParams = NetworkLatencyParams())
             probes.as_probe("bid-placement", probes.bid_placement(client, timeout=max(5.0, 2 * params.bid_within))),
         ),
         Monitor("chain-query", iv, probes.as_probe("chain-query", probes.chain_query(client))),
-        Monitor("market-query", iv, probes.as_probe("market-query", probes.market_query(client))),
-        Monitor("provider-health", iv, probes.as_probe("provider-health", probes.http_ok(f"{ep['provider']}/health"))),
     ]
+    if env.endpoints.api:
+        monitors.append(Monitor("market-query", iv, probes.as_probe("market-query", probes.market_query(client))))
+    if provider:
+        health = probes.as_probe("provider-health", probes.http_ok(f"{provider}/health"))
+        monitors.append(Monitor("provider-health", iv, health))
+    others = [m.name for m in monitors if m.name in ("chain-query", "market-query", "provider-health")]
     if env.endpoints.prometheus:
         query = MEAN_EVAL.format(w=int(params.metrics_window))
         monitors.append(
@@ -119,7 +132,7 @@ def chaos_network_latency(params: NetworkLatencyParams = NetworkLatencyParams())
         ]
         out += [
             criteria.availability(f"no cascading failure: {p}", p, params.min_availability, phase="injection")
-            for p in ("chain-query", "market-query", "provider-health")
+            for p in others
         ]
         if env.endpoints.prometheus:
             out.append(
@@ -136,7 +149,7 @@ def chaos_network_latency(params: NetworkLatencyParams = NetworkLatencyParams())
         fault,
         monitors,
         grade_with,
-        guarded_probes=["chain-query", "market-query"],
+        guarded_probes=[p for p in others if p != "provider-health"],
         scenario=f"{params.target}-link",
     )
     try:

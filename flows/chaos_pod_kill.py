@@ -10,7 +10,9 @@ from pydantic import Field
 from drillbit import criteria, probes
 from drillbit import sandbox as sbx
 from drillbit.faults.sandbox import PodKill
+from drillbit.model import Timeline
 from drillbit.synthetic import Monitor
+from flows import chaos_k8s
 from flows.experiment import Experiment, ExperimentParams, run_experiment
 from tasks.recover import revert_on_crash
 from tasks.targets import client_for, resolve_environment
@@ -27,44 +29,60 @@ class PodKillParams(ExperimentParams):
     ack_within: float | None = Field(None, gt=0, description="Seconds for on-call to acknowledge (None: not graded)")
     budget_share: float = Field(0.02, gt=0, le=1, description="Most of the 28-day error budget the run may spend")
     seed: int | None = Field(None, description="Random seed for target selection")
+    via: Literal["chaos-mesh", "pod-delete"] = Field(
+        "chaos-mesh", description="Kubernetes only: a Chaos Mesh PodChaos, or delete the pod through the API"
+    )
 
 
 @flow(name="chaos-pod-kill", on_crashed=[revert_on_crash], on_cancellation=[revert_on_crash])
 def chaos_pod_kill(params: PodKillParams = PodKillParams()) -> dict:
     env = resolve_environment(params.environment, params.config_path, destructive=True)
-    if env.platform != "sandbox":
-        raise NotImplementedError("the Kubernetes pod kill is wired in flows/chaos_k8s.py")
-    ep = sbx.endpoints()
-    selector = env.selector(params.target)
-    safety = env.spec.safety
-    fault = PodKill(ep, selector, params.mode, params.value, safety.max_targets, safety.max_percent, params.seed)
-    client = client_for(env, timeout=5.0)
     iv = params.interval
-    monitors = [
-        Monitor("chain-query", iv, probes.as_probe("chain-query", probes.chain_query(client))),
-        Monitor("market-query", iv, probes.as_probe("market-query", probes.market_query(client))),
-    ]
-    matching = [n for n, c in ep["components"].items() if all(c["labels"].get(k) == v for k, v in selector.items())]
-    for name in matching:
-        url = ep["components"][name]["health"].removeprefix("http:")
-        monitors.append(
-            Monitor(f"health:{name}", min(iv, 0.5), probes.as_probe(f"health:{name}", probes.component_health(url)))
-        )
+    health: list[Monitor] = []
+    after_revert = None
+    if env.platform == "kubernetes":
+        # back within N s: the replacement pods' readiness, seen by watching the selector's pods
+        fault, watch = chaos_k8s.pod_kill(env, params)
+
+        def after_revert(tl: Timeline) -> None:
+            chaos_k8s.record_restart(watch, tl)
+
+        def back(_killed: dict) -> list:
+            return [
+                chaos_k8s.back_within(f"{params.target} pods back within {params.back_within:g} s", params.back_within)
+            ]
+
+    else:
+        ep = sbx.endpoints()
+        selector = env.selector(params.target)
+        safety = env.spec.safety
+        fault = PodKill(ep, selector, params.mode, params.value, safety.max_targets, safety.max_percent, params.seed)
+        labels = {n: c["labels"] for n, c in ep["components"].items()}
+        for name in [n for n, lb in labels.items() if all(lb.get(k) == v for k, v in selector.items())]:
+            url = ep["components"][name]["health"].removeprefix("http:")
+            check = probes.as_probe(f"health:{name}", probes.component_health(url))
+            health.append(Monitor(f"health:{name}", min(iv, 0.5), check))
+
+        def back(killed: dict) -> list:
+            return [
+                criteria.recovered_within(
+                    f"{name} back within {params.back_within:g} s", f"health:{name}", "inject", params.back_within
+                )
+                for name in killed
+            ]
+
+    client = client_for(env, timeout=5.0)
+    monitors = [Monitor("chain-query", iv, probes.as_probe("chain-query", probes.chain_query(client)))]
+    if env.endpoints.api:
+        monitors.append(Monitor("market-query", iv, probes.as_probe("market-query", probes.market_query(client))))
+    surfaces = [m.name for m in monitors]
+    monitors += health
     slo = env.slo("SLO-NODE-001")
 
     def grade_with(detail: dict) -> list:
         killed = detail.get("killed") or {t: None for t in detail.get("targets", [])}
-        out = [
-            criteria.budget_share(
-                "availability SLO held", ["chain-query", "market-query"], slo.target, iv, params.budget_share
-            ),
-        ]
-        out += [
-            criteria.recovered_within(
-                f"{name} back within {params.back_within:g} s", f"health:{name}", "inject", params.back_within
-            )
-            for name in killed
-        ]
+        out = [criteria.budget_share("availability SLO held", surfaces, slo.target, iv, params.budget_share)]
+        out += back(killed)
         out += [
             criteria.value_increase("consensus continues", "chain-query", "injection", max(1.0, params.duration / 10)),
             criteria.alerts_fired("alerts fired", params.expected_alerts),
@@ -81,6 +99,7 @@ def chaos_pod_kill(params: PodKillParams = PodKillParams()) -> dict:
         monitors,
         grade_with,
         guarded_probes=["chain-query"],
+        after_revert=after_revert,
         scenario=f"{params.target}/{params.mode}",
     )
     try:

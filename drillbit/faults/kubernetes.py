@@ -4,9 +4,12 @@
   poll its status until Chaos Mesh reports it injected; revert deletes it (Chaos Mesh's finalizer recovers the pods).
 - ``PodDelete``: pod kill without Chaos Mesh — delete pods picked by label selector; ``wait_ready`` watches the
   replacements become Ready and reports the time it took.
+- ``RestartWatch``: after a pod kill (either way), watch the selector's pods in the background until as many are
+  Ready as before the kill; its ``ReadyReport`` is what the pod-kill experiment grades "back within 30 s" on.
 - ``DbPortBlock``: the seed's database failure — ``iptables -A INPUT -p tcp --dport 5432 -j DROP`` run in the
-  database pod by exec; revert runs the matching ``-D``. It needs iptables and NET_ADMIN in that container; the
-  Chaos Mesh partition (``infra/chaos-mesh/db-failure.yaml``) needs neither.
+  database pod by exec (``REJECT --reject-with tcp-reset`` with ``action="reject"``); revert runs the matching
+  ``-D``. It needs iptables and NET_ADMIN in that container; the Chaos Mesh partition
+  (``infra/chaos-mesh/db-failure.yaml``) needs neither.
 
 Blast radius is checked before anything is created: the selectors are resolved against the live pod list and the
 count the mode implies must fit ``max_targets`` / ``max_percent``. Undo steps (``k8s_custom_object``, ``k8s_exec``)
@@ -21,7 +24,9 @@ import json
 import math
 import random
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -195,8 +200,10 @@ class ChaosMeshFault(Fault):
         poll_interval: float = 1.0,
         delete_timeout: float = 60.0,
         kind: str | None = None,
+        on_applied: Callable[[Handle], None] | None = None,
     ) -> None:
         self.manifest = manifest
+        self.on_applied = on_applied  # called once the fault is in place (e.g. RestartWatch.start)
         self.connection = connection or KubeConnection()
         self.max_targets, self.max_percent = max_targets, max_percent
         self.inject_timeout, self.poll_interval, self.delete_timeout = inject_timeout, poll_interval, delete_timeout
@@ -220,6 +227,8 @@ class ChaosMeshFault(Fault):
         core = client.CoreV1Api(self.api)
         candidates: list[str] = []
         counts = {}
+        uids: dict[str, str] = {}
+        ready_before = 0
         for where, selector, mode, value in chaosmesh.selectors(self.manifest):
             pods = self._selected(core, where, selector)
             if ".target." in where:  # the far end of a link: it must exist, but it is not what gets broken
@@ -230,7 +239,10 @@ class ChaosMeshFault(Fault):
             labels = selector["labelSelectors"]
             counts[where] = _check_blast_radius(pods, labels, mode, value, self.max_targets, self.max_percent, where)
             candidates += [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods]
+            uids |= {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["metadata"]["uid"] for p in pods}
+            ready_before += sum(1 for p in pods if is_ready(p))
         detail = {"chaos": self.ref, "counts": counts, "manifest": self.manifest}
+        detail |= {"pods": uids, "ready_before": ready_before}
         return Plan(self.kind, sorted(candidates), detail)
 
     @staticmethod
@@ -253,6 +265,7 @@ class ChaosMeshFault(Fault):
         custom = client.CustomObjectsApi(self.api)
         meta = self.manifest["metadata"]
         args = (chaosmesh.GROUP, chaosmesh.VERSION, meta["namespace"], chaosmesh.plural(self.manifest))
+        handle.detail["created_at"] = time.time()
         try:
             custom.create_namespaced_custom_object(*args, self.manifest, _request_timeout=REQUEST_TIMEOUT)
         except (ApiException, *_TRANSPORT_ERRORS) as exc:
@@ -262,6 +275,8 @@ class ChaosMeshFault(Fault):
             return
         handle.detail["injected"] = self.wait_injected(custom, args)
         self.remember(handle)
+        if self.on_applied:
+            self.on_applied(handle)
 
     def wait_injected(self, custom: client.CustomObjectsApi, args: tuple[str, ...]) -> list[str]:
         """Poll the object until Chaos Mesh reports every selected target injected; FaultError on timeout."""
@@ -339,15 +354,22 @@ def wait_for_ready(
     known_uids: set[str],
     since: float,
     timeout: float,
+    stop: threading.Event | None = None,
+    max_watch: float | None = None,
 ) -> ReadyReport:
-    """Watch pods until ``want_ready`` of them (not the deleted ones) are Ready; seconds are counted from ``since``."""
+    """Watch pods until ``want_ready`` of them (not the deleted ones) are Ready; seconds are counted from ``since``.
+
+    ``stop`` ends the watch early (checked at every event and between watches; ``max_watch`` bounds one watch
+    request, so that a quiet watch notices ``stop`` in time).
+    """
     deadline = time.monotonic() + timeout
     report = ReadyReport(False, None, wanted=want_ready)
     pods: dict[str, dict[str, Any]] = {}  # uid -> pod, kept across watch restarts (resumed from resourceVersion)
     version: str | None = None
-    while (remaining := deadline - time.monotonic()) > 0:
+    while (remaining := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
         w = watch.Watch()
-        kwargs: dict[str, Any] = {"label_selector": selector, "timeout_seconds": max(1, math.ceil(remaining))}
+        per_watch = min(remaining, max_watch) if max_watch else remaining
+        kwargs: dict[str, Any] = {"label_selector": selector, "timeout_seconds": max(1, math.ceil(per_watch))}
         if version:
             kwargs["resource_version"] = version
         try:
@@ -358,7 +380,8 @@ def wait_for_ready(
                     pods.pop(pod["metadata"]["uid"], None)
                 elif pod["metadata"]["uid"] not in exclude_uids:
                     pods[pod["metadata"]["uid"]] = pod
-                if _update(report, pods, want_ready, known_uids, since) or time.monotonic() > deadline:
+                done = _update(report, pods, want_ready, known_uids, since)
+                if done or time.monotonic() > deadline or (stop and stop.is_set()):
                     w.stop()
                     break
         except ApiException as exc:
@@ -369,7 +392,10 @@ def wait_for_ready(
             pass  # the watch broke; start another while time remains
         if report.ready:
             return report
-        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        if stop:
+            stop.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+        else:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
     return report
 
 
@@ -399,8 +425,10 @@ class PodDelete(Fault):
         max_percent: float | None = None,
         grace_period: int = 0,
         seed: int | None = None,
+        on_applied: Callable[[Handle], None] | None = None,
     ) -> None:
         self.selector, self.namespace = dict(selector), namespace
+        self.on_applied = on_applied
         self.connection = connection or KubeConnection()
         self.mode, self.value, self.max_targets, self.max_percent = mode, value, max_targets, max_percent
         self.grace_period, self.rng = grace_period, random.Random(seed)
@@ -451,6 +479,8 @@ class PodDelete(Fault):
             deleted[name] = uid
         handle.detail["deleted"] = deleted
         self.remember(handle)
+        if self.on_applied:
+            self.on_applied(handle)
 
     def wait_ready(self, handle: Handle, timeout: float = 120.0) -> ReadyReport:
         """Watch until as many pods are Ready as before the deletion (not counting the deleted ones)."""
@@ -464,6 +494,85 @@ class PodDelete(Fault):
             since=float(handle.detail.get("deleted_at", time.time())),
             timeout=timeout,
         )
+
+
+class RestartWatch:
+    """Watch a workload come back after a pod kill, in the background, from the moment the kill was applied.
+
+    ``start(handle)`` (give it as a fault's ``on_applied``) reads what the kill recorded — ``PodDelete``'s ``deleted``
+    pods, or a Chaos Mesh pod-kill's ``injected`` records mapped to the planned ``pods`` — and watches the selector's
+    pods (``wait_for_ready``) until as many are Ready as before, not counting the killed pods. ``report()`` returns the
+    ``ReadyReport`` (seconds counted from the deletion / the Chaos Mesh object's creation), stopping the watch if it
+    is still waiting.
+    """
+
+    def __init__(
+        self,
+        selector: dict[str, str],
+        namespace: str,
+        connection: KubeConnection | None = None,
+        *,
+        timeout: float = 120.0,
+        max_watch: float = 5.0,
+    ) -> None:
+        self.selector, self.namespace = dict(selector), namespace
+        self.connection = connection or KubeConnection()
+        self.timeout, self.max_watch = timeout, max_watch
+        self.killed: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._report: ReadyReport | None = None
+        self._error: str | None = None
+
+    def start(self, handle: Handle) -> None:
+        d = handle.detail
+        if "deleted" in d:  # PodDelete
+            killed = {str(name): str(uid) for name, uid in d["deleted"].items()}
+            known, since = set(d.get("known_uids") or []), float(d.get("deleted_at") or time.time())
+        else:  # ChaosMeshFault with a PodChaos pod-kill: records are "namespace/name"
+            planned = d.get("pods") or {}
+            killed = {r: planned[r] for r in d.get("injected") or [] if r in planned}
+            known, since = set(planned.values()), float(d.get("created_at") or time.time())
+        self.killed = sorted(killed)
+        kwargs = {
+            "want_ready": int(d.get("ready_before") or 1),
+            "exclude_uids": set(killed.values()),
+            "known_uids": known,
+            "since": since,
+            "timeout": self.timeout,
+            "stop": self._stop,
+            "max_watch": self.max_watch,
+        }
+        self._thread = threading.Thread(target=self._run, kwargs=kwargs, name="restart-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self, **kwargs: Any) -> None:
+        try:
+            core = client.CoreV1Api(self.connection.api_client())
+            selector = selector_string({"labelSelectors": self.selector})
+            self._report = wait_for_ready(core, self.namespace, selector, **kwargs)
+        except Exception as exc:  # reported, never raised in a background thread
+            self._error = f"{type(exc).__name__}: {exc}"
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def report(self, wait: float = 0.0) -> ReadyReport | None:
+        """The report once the watch has ended (waiting up to ``wait`` s; then it is stopped); None if never started."""
+        if self._thread is None:
+            return None
+        self._thread.join(max(0.0, wait))
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join(self.max_watch + 10)
+        if self._report is None:
+            self._report = ReadyReport(False, None)
+        return self._report
+
+    @property
+    def error(self) -> str | None:
+        return self._error
 
 
 # ------------------------------------------------------------------------------------------------ exec / DB failure
@@ -552,8 +661,10 @@ class DbPortBlock(Fault):
         pod: str | None = None,
         container: str | None = None,
         exec_timeout: float = 30.0,
+        action: str = "drop",
     ) -> None:
         self.selector, self.namespace, self.port = dict(selector), namespace, port
+        self.action = action
         self.pod, self.container = pod, container
         self.connection = connection or KubeConnection()
         self.exec_timeout = exec_timeout
@@ -566,11 +677,14 @@ class DbPortBlock(Fault):
         return client.CoreV1Api(self._client)
 
     def rule(self, op: str) -> list[str]:
-        return ["iptables", op, "INPUT", "-p", "tcp", "--dport", str(int(self.port)), "-j", "DROP"]
+        target = ["REJECT", "--reject-with", "tcp-reset"] if self.action == "reject" else ["DROP"]
+        return ["iptables", op, "INPUT", "-p", "tcp", "--dport", str(int(self.port)), "-j", *target]
 
     def plan(self) -> Plan:
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
             raise FaultError(f"port {self.port!r} is not a TCP port")
+        if self.action not in ("drop", "reject"):
+            raise FaultError(f"action {self.action!r}: use drop (silent) or reject (TCP reset)")
         if not self.selector:
             raise FaultError("selector is empty: give the database pod's labels (app.kubernetes.io/name: postgres)")
         pods = list_pods(self.core, self.namespace, selector_string({"labelSelectors": self.selector}))

@@ -103,6 +103,7 @@ class LocalApiStandIn:
     create_status: int = 201
     exec_results: list[tuple[int, str, str]] = field(default_factory=list)  # (exit code, stdout, stderr) per exec
     replacements: list[dict[str, Any]] = field(default_factory=list)  # pods the watch announces after a delete
+    on_request: Any = None  # called with each Recorded request before it is answered (tests look at the ledger then)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def seen(self, method: str, path_prefix: str = "") -> list[Recorded]:
@@ -131,6 +132,8 @@ class Handler(BaseHTTPRequestHandler):
         )
         with self.api.lock:
             self.api.requests.append(rec)
+        if self.api.on_request:
+            self.api.on_request(rec)
         return rec
 
     def _json(self, code: int, obj: Any) -> None:
