@@ -12,7 +12,7 @@ import yaml
 
 from drillbit import sandbox as sbx
 from drillbit.store import ResultsStore
-from flows.load import SmokeParams, load_smoke
+from flows.load import BreakingPointParams, DeploymentsParams, SmokeParams, breaking_point, deployments, load_smoke
 from flows.perf_regression import PerfRegressionParams, perf_regression
 from tests.integration.helpers import blocked_port, nft_tables, running_sandbox, toxic
 
@@ -75,6 +75,33 @@ def test_smoke_fails_its_p95_budget_under_node_rpc_latency_and_perf_regression_f
     assert slow["evidence"]["ratio"] > 3 and slow["evidence"]["p_value"] < 0.01
     assert "Mann-Whitney" in slow["threshold"]
     assert r["candidate within its budgets"]["outcome"] == "fail"
+
+
+def test_breaking_point_steps_up_and_reports_where_the_budgets_broke(prefect_server, sandbox):
+    """Three short steps (4, 8, 12 tx/s) on the healthy sandbox with a p95 budget (0.05 s) below one block interval:
+    the first step already breaks it, so the flow reports 4/s as the breaking point and fails (not above 8/s)."""
+    params = BreakingPointParams(
+        start_rate=4, step_rate=4, max_rate=12, step_s=4, workers=2, p95_s=0.05, required_rate=8, time_scale=1.0
+    )
+    record = breaking_point(params=params)
+    v = verdicts(record)
+    bp = v["breaking point"]
+    assert [s["rate"] for s in bp["evidence"]["steps"]] == [4, 8, 12]
+    assert bp["evidence"]["breaking_rate"] == 4 and bp["outcome"] == "fail"  # broke at or below the required rate
+    assert record["metrics"]["breaking_rate"] == 4
+    assert v["load generator kept the schedule"]["outcome"] == "pass"
+
+
+def test_deployments_keep_lifecycles_in_flight_and_close_every_one(prefect_server, sandbox):
+    params = DeploymentsParams(concurrency=2, duration_s=15, time_scale=1.0)
+    record = deployments(params=params)
+    v = verdicts(record)
+    assert record["outcome"] == "pass", v
+    assert v["deployment success rate"]["evidence"]["samples"] >= 2
+    assert v["provisioning p95"]["evidence"]["corrected_p95_s"] < 300
+    assert v["deployments closed"]["outcome"] == "pass"
+    ops = record["metrics"]["operations"]
+    assert {"deployment:create", "deployment:bid", "deployment:lease", "deployment:running"} <= set(ops)
 
 
 @pytest.fixture(scope="module")
