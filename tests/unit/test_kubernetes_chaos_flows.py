@@ -483,3 +483,42 @@ def test_restart_watch_reports_not_ready_when_no_replacement_comes_against_local
     assert watch.killed == list(handle.detail["deleted"])
     assert cluster.api.seen("GET", "/api/v1/namespaces/virtengine/pods")[-1].query["watch"] == ["true"]
     revert(handle, cluster.ledger)
+
+
+def test_restart_watch_times_the_replacement_after_a_pod_delete_against_local_api_stand_in(cluster):
+    connection = KubeConnection(host=cluster.api.url)
+    watch = RestartWatch(NODE, "virtengine", connection, timeout=30, max_watch=1)
+    fault = PodDelete(NODE, "virtengine", connection, max_targets=1, seed=2, on_applied=watch.start)
+    handle = fault.inject(ttl=60, ledger=cluster.ledger)
+    (victim,) = handle.detail["deleted"]
+    cluster.api.replacements = [pod(victim, NODE, "uid-fresh", ready=False)]
+    report = watch.report(wait=10)
+    assert report.ready and report.replacements == [victim] and report.ready_pods == 3 and 0 <= report.seconds < 10
+    revert(handle, cluster.ledger)
+
+
+def test_the_connection_names_the_kubeconfig_and_context_never_a_credential(tmp_path, monkeypatch):
+    from drillbit.config import parse
+    from flows import chaos_k8s
+
+    env = parse(
+        {
+            "default_environment": "c",
+            "environments": {
+                "c": {"platform": "kubernetes", "endpoints": {"node_rpc": "http://x", "node_rest": "http://x"}}
+            },
+        }
+    ).environment("c")
+    kubeconfig = tmp_path / "config"
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert chaos_k8s.connection(env).to_dict() == {
+        "context": None,
+        "config_file": str(kubeconfig),
+        "in_cluster": False,
+        "host": None,
+    }
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert chaos_k8s.connection(env).in_cluster, "inside a pod without a kubeconfig: the service account"
+    assert chaos_k8s.chaos_duration(600) == 660

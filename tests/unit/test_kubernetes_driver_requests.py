@@ -603,6 +603,18 @@ def test_db_port_block_failure_is_clear_and_undo_is_idempotent_against_local_api
         run_step(step)
 
 
+def test_db_port_block_reject_resets_connections_and_is_undone_alike_against_local_api_stand_in(api, ledger):
+    api.pods["postgres-0"] = pod("postgres-0", DB, "uid-pg-0")
+    fault = DbPortBlock(DB, "virtengine", KubeConnection(host=api.url), port=6432, action="reject")
+    handle = fault.inject(ttl=60, ledger=ledger)
+    revert(handle, ledger)
+    execs = api.seen("GET", "/api/v1/namespaces/virtengine/pods/postgres-0/exec")
+    rule = ["INPUT", "-p", "tcp", "--dport", "6432", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    assert [e.query["command"] for e in execs] == [["iptables", "-A", *rule], ["iptables", "-D", *rule]]
+    with pytest.raises(FaultError, match=r"action 'block': use drop"):
+        DbPortBlock(DB, connection=KubeConnection(host=api.url), action="block").plan()
+
+
 def test_db_port_block_wants_exactly_one_database_pod_against_local_api_stand_in(api, ledger):
     api.pods["postgres-0"] = pod("postgres-0", DB, "uid-pg-0")
     api.pods["postgres-1"] = pod("postgres-1", DB, "uid-pg-1")
