@@ -125,3 +125,24 @@ def test_locust_command_is_headless_bounded_and_loopback_bound(tmp_path: Path):
     )
     assert Path(dep[dep.index("-f") + 1]).name == "deployments.py"
     assert dep[dep.index("--drillbit-provider") + 1] == "http://127.0.0.1:3" and "--processes" not in dep
+
+
+def test_kubernetes_master_and_workers_agree_with_the_sustained_scenario():
+    import yaml
+
+    k8s = Path(__file__).resolve().parents[2] / "infra" / "load" / "k8s"
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    assert all((k8s / r).exists() for r in kustomization["resources"])
+    master = next(d for d in yaml.safe_load_all((k8s / "master.yaml").read_text()) if d["kind"] == "Job")
+    worker = yaml.safe_load((k8s / "worker.yaml").read_text())
+    margs = master["spec"]["template"]["spec"]["containers"][0]["args"]
+    wargs = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+    opt = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in margs if "=" in a}
+    sustained = SCENARIOS["sustained"]
+    assert json.loads(opt["--drillbit-profile"]) == sustained.profile()
+    assert int(opt["--drillbit-streams"]) == int(opt["--users"]) == sustained.workers
+    workers = worker["spec"]["parallelism"]
+    assert int(opt["--expect-workers"]) == int(opt["--drillbit-processes"]) == workers == worker["spec"]["completions"]
+    assert int(opt["--run-time"].rstrip("s")) > sustained.total_s
+    assert margs[margs.index("-f") + 1] == wargs[wargs.index("-f") + 1] == "/locustfiles/tx_submit.py"
+    assert (runner.LOCUSTFILE_DIR / "tx_submit.py").exists() and "--worker" in wargs and "--master" in margs
