@@ -1,7 +1,9 @@
-"""Report-phase task: persist the run record first, then publish artifacts (markdown, table, timeline plot)."""
+"""Report-phase tasks: persist the run record first, then publish artifacts (markdown, table, timeline plot) and the
+environment's resilience score (a markdown artifact per environment, rule in drillbit/score.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from prefect import task
@@ -12,6 +14,7 @@ from prefect.logging import get_run_logger
 from drillbit import report
 from drillbit.model import RunRecord, Sample, Timeline
 from drillbit.paths import drillbit_home
+from drillbit.score import Component, resilience_score
 from drillbit.store import ResultsStore
 
 
@@ -47,4 +50,46 @@ def persist_and_publish(
     if rows:
         create_table_artifact(rows, key=f"{key}-criteria", description=f"{record.flow} criteria")
     log.info("%s: %s (%d criteria) — run %s", record.flow, record.outcome.upper(), len(record.verdicts), record.run_id)
+    try:
+        publish_resilience_score(record.environment, results_url=results_url)
+    except Exception as exc:  # the run is persisted and reported; a score that cannot be published must not fail it
+        log.warning("resilience score of %s not published: %s: %s", record.environment, type(exc).__name__, exc)
     return record
+
+
+def score_artifact_key(environment: str) -> str:
+    """Prefect artifact keys take lowercase letters, digits and dashes only."""
+    return "resilience-score-" + (re.sub(r"[^a-z0-9]+", "-", environment.lower()).strip("-") or "default")
+
+
+def score_markdown(environment: str, score: float, parts: list[Component]) -> str:
+    lines = [
+        f"# Resilience score of {environment}: {score:.0f} / 100",
+        "",
+        "From the latest verdict of every test type, weighted, decaying once a test type is older than its calendar "
+        "period (rule: `drillbit/score.py`).",
+        "",
+        "| test type | weight | latest | age (h) | freshness | points |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in parts:
+        age = "—" if p.age_s is None else f"{p.age_s / 3600:.1f}"
+        lines.append(f"| {p.test_type} | {p.weight:g} | {p.outcome} | {age} | {p.freshness:.2f} | {p.points:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+@task(cache_policy=NO_CACHE, name="publish-resilience-score", retries=1, retry_delay_seconds=1)
+def publish_resilience_score(environment: str, results_url: str | None = None) -> float:
+    """Compute the environment's resilience score from the stored runs and publish it as a markdown artifact
+    (key ``resilience-score-<environment>``, one version per run)."""
+    from deployments.calendar import periods_s
+
+    records = ResultsStore(results_url).list(environment=environment, limit=5000)
+    score, parts = resilience_score(records, periods_s(), environment=environment)
+    create_markdown_artifact(
+        score_markdown(environment, score, parts),
+        key=score_artifact_key(environment),
+        description=f"resilience score of {environment}: {score:.1f} / 100",
+    )
+    get_run_logger().info("resilience score of %s: %.1f / 100", environment, score)
+    return score
