@@ -395,10 +395,13 @@ def deploy_cmd(
 def verify_cmd(
     weakness: list[str] = typer.Option([], "--weakness", help="Only these weaknesses (repeatable; default: all)"),
     repeats: int = typer.Option(1, "--repeats", help="Rounds of every flow on the healthy sandbox"),
+    healthy: list[str] = typer.Option(
+        [], "--healthy", help="Only these flows on the healthy sandbox (repeatable; default: every flow)"
+    ),
 ) -> None:
     """The weakness matrix: every weakness caught by its flow, no false alarm on the healthy sandbox."""
     flows = _flows()
-    from flows.verify import MATRIX, run_matrix
+    from flows.verify import HEALTHY, MATRIX, run_matrix
 
     unknown = [w for w in weakness if w not in MATRIX]
     if unknown:
@@ -406,11 +409,23 @@ def verify_cmd(
             f"[red]error:[/] no catching flow registered for {', '.join(unknown)}; known: {', '.join(MATRIX)}"
         )
         raise typer.Exit(2)
+    known_healthy = [f for f, _ in HEALTHY]
+    if bad := [f for f in healthy if f not in known_healthy]:
+        console.print(
+            f"[red]error:[/] --healthy {', '.join(bad)}: not in the healthy round; known: {', '.join(known_healthy)}"
+        )
+        raise typer.Exit(2)
 
     def run(name: str, sets: dict[str, Any]) -> dict[str, Any]:
         return flows[name](params=build_params(flows[name], sets, None, None))
 
-    matrix = run_matrix(run, weakness or None, repeats, progress=lambda m: console.print(m, highlight=False))
+    matrix = run_matrix(
+        run,
+        weakness or None,
+        repeats,
+        progress=lambda m: console.print(m, highlight=False),
+        healthy_flows=healthy or None,
+    )
     table = Table(title="weakness matrix (weakness × flow)")
     for col in ("weakness", "flow", "result", "failed criteria / detail"):
         table.add_column(col, overflow="fold")

@@ -61,4 +61,7 @@ def params_model(flow: Any) -> type[BaseModel]:
 
 
 def describe(flow: Any) -> str:
-    return (inspect.getdoc(inspect.getmodule(flow.fn)) or "").split("\n")[0]
+    """The flow's own description (several flows share a module), else its module's first docstring line."""
+    text = getattr(flow, "description", None) or inspect.getdoc(inspect.getmodule(flow.fn)) or ""
+    first = " ".join(text.strip().split("\n\n")[0].split())
+    return first if len(first) <= 160 else first[:157].rsplit(" ", 1)[0] + " ..."

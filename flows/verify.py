@@ -90,6 +90,7 @@ def run_matrix(
     weaknesses: list[str] | None = None,
     healthy_repeats: int = 1,
     progress: Callable[[str], None] = print,
+    healthy_flows: list[str] | None = None,
 ) -> Matrix:
     """Start a sandbox per weakness (and one healthy), run the flows, classify each result."""
     matrix = Matrix()
@@ -112,7 +113,7 @@ def run_matrix(
         progress(f"healthy sandbox, {healthy_repeats} round(s)")
         with _sandbox([]):
             for round_ in range(healthy_repeats):
-                for flow, params in HEALTHY:
+                for flow, params in [(f, p) for f, p in HEALTHY if healthy_flows is None or f in healthy_flows]:
                     try:
                         record = run_flow(flow, params)
                         failed = [v["criterion"] for v in record["verdicts"] if v["outcome"] == "fail"]
