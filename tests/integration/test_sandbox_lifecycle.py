@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from vesandbox import ports as reservations
 
 from drillbit import sandbox as sbx
 from tests.integration.helpers import nft_tables
@@ -53,6 +54,7 @@ def test_port_in_use_is_refused_with_the_port_named():
 
 def test_down_leaves_nothing_behind_and_twice_is_a_noop():
     tables_before = nft_tables()
+    reserved_before = reservations.reserved()
     up = sbx.launcher(["up"], run=RUN_DIR, offset=OFFSET, capture=True)
     try:
         assert up.returncode == 0, up.stderr
@@ -67,6 +69,7 @@ def test_down_leaves_nothing_behind_and_twice_is_a_noop():
     assert not processes_mentioning(str(RUN_DIR))
     assert not RUN_DIR.exists()
     assert nft_tables() == tables_before
+    assert reservations.reserved() == reserved_before  # the ephemeral-range reservation is handed back
     assert not any(str(RUN_DIR) in line for line in Path("/proc/mounts").read_text().splitlines())
     ports = [ep["postgres"]["port"], 18080 + OFFSET, 18443 + OFFSET, 26657 + OFFSET, 8474 + OFFSET, 29001 + OFFSET]
     assert not [p for p in ports if listening("127.0.0.1", p)]

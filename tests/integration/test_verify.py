@@ -17,6 +17,7 @@ from flows.verify import VERIFY_OFFSET, VERIFY_RUN_DIR
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.mark.timeout(1000)
 def test_verify_reports_the_weakness_caught_and_no_false_alarm(drillbit_home):
     env = {**os.environ, "DRILLBIT_HOME": str(drillbit_home), "COLUMNS": "200"}
     try:
