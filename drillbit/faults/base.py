@@ -60,6 +60,26 @@ class Fault(ABC):
         """Re-record the handle during ``apply`` (after adding an undo step for something just started)."""
         self._ledger.record(handle)
 
+    def start_process(self, handle: Handle, cmd: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+        """Start a helper process (its own session) whose end is in the ledger BEFORE it exists: the undo step is
+        recorded with a marker the process carries in its environment, then completed with its PID. A runner killed
+        between the two leaves a step that still finds the process (``undo`` driver ``process``)."""
+        from drillbit.faults.undo import MARKER_ENV, process_identity
+
+        step: dict[str, Any] = {
+            "driver": "process",
+            "group": True,
+            "grace": 5,
+            "env_marker": f"{handle.id}-{len(handle.undo)}",
+        }
+        handle.undo.append(step)
+        self.remember(handle)
+        env = dict(popen.pop("env", None) or os.environ) | {MARKER_ENV: step["env_marker"]}
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, **popen)
+        step.update(process_identity(proc.pid))
+        self.remember(handle)
+        return proc
+
     def inject(self, ttl: float, ledger: Ledger | None = None, run_id: str | None = None) -> Handle:
         if ttl <= 0:
             raise FaultError(f"{self.kind}: time-to-live must be positive, got {ttl}")

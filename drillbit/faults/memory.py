@@ -141,14 +141,9 @@ class MemoryPressure(Fault):
         with contextlib.suppress(OSError):  # refused by this kernel (deprecated); harmless where it works
             (self.path / "memory.move_charge_at_immigrate").write_text("3")
         (self.path / "cgroup.procs").write_text(str(plan.detail["pid"]))
-        proc = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        proc = self.start_process(
+            handle, self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        handle.undo.append({"driver": "process", "group": True, **process_identity(proc.pid)})
         handle.detail["stress_pid"] = self.stress_pid = proc.pid
         self.remember(handle)
         usage = self._wait_filled(proc)

@@ -23,7 +23,6 @@ import pandas as pd
 
 from drillbit.faults.base import Fault, FaultError, Plan
 from drillbit.faults.ledger import Handle
-from drillbit.faults.undo import process_identity
 
 MAX_RATE = 50_000.0
 MAX_REQUESTS = 10_000_000
@@ -89,10 +88,7 @@ class Overload(Fault):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log = self.out_dir / "generator.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-            )
-        handle.undo.append({"driver": "process", "group": True, "grace": 5, **process_identity(proc.pid)})
+            proc = self.start_process(handle, self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         handle.detail["generator_pid"] = proc.pid
         self.remember(handle)
         deadline = time.monotonic() + START_TIMEOUT

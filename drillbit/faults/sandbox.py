@@ -24,7 +24,6 @@ import httpx
 
 from drillbit.faults.base import Fault, FaultError, Plan
 from drillbit.faults.ledger import Handle
-from drillbit.faults.undo import process_identity
 
 Mode = Literal["one", "all", "fixed", "fixed-percent"]
 
@@ -273,8 +272,7 @@ class DiskPressure(Fault):
             self.scratch.mkdir(exist_ok=True)
             cmd = ["stress-ng", "--hdd", str(self.workers), "--hdd-bytes", str(self.io_bytes)]
             cmd += ["--temp-path", str(self.scratch), "--timeout", f"{max(1, int(self.duration))}s", "--quiet"]
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            # recorded before anything else can fail: the workers are ours and must be ended by PID
-            handle.undo.append({"driver": "process", "group": True, **process_identity(proc.pid)})
+            # their end is in the ledger before they start (start_process): the workers are ours and must be ended
+            proc = self.start_process(handle, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             handle.detail["stress_pid"] = proc.pid
             self.remember(handle)

@@ -93,23 +93,54 @@ def process_identity(pid: int) -> dict[str, Any]:
     return {"pid": pid, "start_time": _start_time(pid)}
 
 
+MARKER_ENV = (
+    "DRILLBIT_FAULT_PROCESS"  # set in the environment of every process a fault starts (see Fault.start_process)
+)
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Live processes whose environment carries ``MARKER_ENV=marker`` (a process a fault started, and its children)."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z" and needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
 @driver("process")
 def _process(step: dict[str, Any]) -> None:
-    """End a process Drillbit started (load generator, stress worker), by PID, checking it is still the same one."""
-    pid, started = int(step["pid"]), step.get("start_time")
+    """End a process Drillbit started (load generator, stress worker), by PID, checking it is still the same one.
+
+    A step with ``env_marker`` is recorded before the process starts: a runner killed between the start and the PID's
+    recording leaves a step without (or with a stale) PID, and the process is found by the marker in its environment.
+    """
+    if step.get("pid") is not None:
+        _end(int(step["pid"]), step.get("start_time"), bool(step.get("group")), float(step.get("grace", 5)))
+    if step.get("env_marker"):
+        for pid in marked_processes(str(step["env_marker"])):
+            with contextlib.suppress(OSError):
+                leader = bool(step.get("group")) and os.getpgid(pid) == pid
+                _end(pid, _start_time(pid), leader, float(step.get("grace", 5)))
+
+
+def _end(pid: int, started: str | None, group: bool, grace: float) -> None:
     if _start_time(pid) is None or (started and _start_time(pid) != started):
         return  # gone, or the PID now belongs to someone else
     sig = signal.SIGTERM
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig) if step.get("group") else os.kill(pid, sig)
-    deadline = time.monotonic() + float(step.get("grace", 5))
+        os.killpg(pid, sig) if group else os.kill(pid, sig)
+    deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _start_time(pid) == started:
         time.sleep(0.05)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
     if _start_time(pid) == started:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL) if step.get("group") else os.kill(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL) if group else os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
 
