@@ -3,14 +3,17 @@
 A profile is a list of segments ``(phase, seconds, rate_from, rate_to)``: the target arrival rate (per second) moves
 linearly from ``rate_from`` to ``rate_to`` during the segment. ``Stream`` gives the intended start times of one of
 ``n`` interleaved streams whose union is the whole profile, evenly spaced (stream ``i`` takes arrivals ``i``,
-``i + n``, ``i + 2n`` ... of the global schedule, at cumulative count ``k + 0.5``).
+``i + n``, ``i + 2n`` ... of the global schedule, at cumulative count ``k + 0.5``). ``Schedule`` merges a process's
+streams back into one time-ordered sequence of arrivals, which the engine's worker greenlets take in turn.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,68 @@ class Stream:
         self.profile, self.index, self.of = profile, index, of
 
     def offsets(self, limit: int | None = None) -> Iterator[float]:
-        k = 0
-        bound = int(self.profile.total) + self.of if limit is None else limit  # every loop is bounded
+        """``profile.time_at(index + k * of + 0.5)`` for k = 0, 1, ... (walking the segments forward instead of
+        searching them for every arrival: this runs once per request)."""
+        p = self.profile
+        segs, starts, counts = p.segments, p.starts, p.counts
+        last, total, duration = len(segs) - 1, p.total, p.duration
+        i = k = 0
+        bound = int(total) + self.of if limit is None else limit  # every loop is bounded
         while k <= bound:
-            t = self.profile.time_at(self.index + k * self.of + 0.5)
-            if t is None or t >= self.profile.duration:
+            n = self.index + k * self.of + 0.5
+            if n > total:
+                return
+            while i < last and n >= counts[i + 1]:
+                i += 1
+            t = starts[i] + segs[i].time_at(n - counts[i])
+            if t >= duration:
                 return
             yield t
             k += 1
+
+
+class Schedule:
+    """Several streams' arrivals merged in intended-time order (one process's share of a profile).
+
+    ``add(offsets, owner)`` registers a stream (its offsets ascending, as ``Stream.offsets`` gives them); ``take()``
+    returns the earliest arrival not taken yet as ``(offset, owner)``, or None when every stream is exhausted. A
+    stream added late starts with its earliest arrival, even if that is already in the past (it is then simply due).
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Iterator[float], Any]] = []
+        self._seq = 0  # ties: the stream added first goes first
+        self.streams = 0
+        self.taken = 0
+
+    def add(self, offsets: Iterable[float], owner: Any) -> None:
+        it = iter(offsets)
+        self.streams += 1
+        self._push(it, owner)
+
+    def _push(self, it: Iterator[float], owner: Any) -> None:
+        t = next(it, None)
+        if t is not None:
+            self._seq += 1
+            heapq.heappush(self._heap, (t, self._seq, it, owner))
+
+    def peek(self) -> float | None:
+        """The offset of the next arrival, without taking it."""
+        return self._heap[0][0] if self._heap else None
+
+    def take(self) -> tuple[float, Any] | None:
+        if not self._heap:
+            return None
+        t, _, it, owner = self._heap[0]
+        nxt = next(it, None)
+        if nxt is None:
+            heapq.heappop(self._heap)
+        else:
+            self._seq += 1
+            heapq.heapreplace(self._heap, (nxt, self._seq, it, owner))
+        self.taken += 1
+        return t, owner
+
+    def __len__(self) -> int:
+        """Streams that still have arrivals."""
+        return len(self._heap)

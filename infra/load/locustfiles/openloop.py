@@ -2,8 +2,10 @@
 
 Locust's users are closed loops: a slow answer delays the next request, so the offered load falls exactly when the
 target struggles and the slow period is under-sampled (coordinated omission). Here every Locust user is one
-*arrival stream*: it sleeps until each arrival's intended start time and hands the request to its own greenlet, so
-the target rate holds whatever the response times. Each request is recorded with its intended start, actual send
+*arrival stream*. A process's streams are merged into one schedule, served by reused worker greenlets (the Locust
+users themselves, plus more while requests are in flight, up to the cap; ``dispatch.py``): one worker waits for each
+arrival's intended start time and hands the next one on before it sends, so the target rate holds whatever the
+response times. Each request is recorded with its intended start, actual send
 and completion times; latency from the intended start is the coordinated-omission-corrected latency.
 
 Per process, records go to ``OUT/samples-<tag>.bin`` (packed little-endian, ``RECORD``) and ``OUT/meta-<tag>.json``
@@ -32,8 +34,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import gevent
-import gevent.pool
 from arrivals import Profile, Segment, Stream
+from dispatch import Dispatcher
 from geventhttpclient.client import HTTPClientPool
 from locust import constant, events, task
 from locust.contrib.fasthttp import FastHttpUser, insecure_ssl_context_factory
@@ -137,7 +139,9 @@ class Engine:
         self.profile = profile_from_options(env)
         self.timeout = float(option(env, "drillbit_timeout", 30.0))
         self.drain = float(option(env, "drillbit_drain", 40.0))
-        self.pool = gevent.pool.Pool(max(1, int(option(env, "drillbit_max_inflight", 1000))))
+        self.cap = max(1, int(option(env, "drillbit_max_inflight", 1000)))
+        self.dispatcher = Dispatcher(self.cap)
+        self.dispatcher.on_done = self._schedule_done
         self.tag = f"{socket.gethostname()}-{os.getpid()}"
         self.recorder = Recorder(Path(option(env, "drillbit_out", "drillbit-load-out")), self.tag)
         self.t0: float | None = None
@@ -146,9 +150,6 @@ class Engine:
         self.stopping = False
         self.aborted: str | None = None
         self.finished = False
-        self.max_inflight_seen = 0
-        self.cap_hits = 0  # arrivals that found the in-flight cap reached
-        self.cap_wait_s = 0.0
         self.drainers: list[Callable[[float], None]] = []  # called with a deadline after the schedule
         self.primary: str | None = None  # the operation the watchdog looks at
         self.window: collections.deque = collections.deque()
@@ -161,7 +162,7 @@ class Engine:
     # ---- streams
     def start(self, lead: float) -> None:
         if self.t0 is None:
-            self.t0 = time.time() + lead
+            self.t0 = self.dispatcher.t0 = time.time() + lead
             self.watchdog = gevent.spawn(self._watch)
 
     def claim_stream(self) -> tuple[int, int]:
@@ -178,20 +179,19 @@ class Engine:
         return index % total, total
 
     def stream_done(self) -> None:
+        """A closed-loop (``concurrency``) slot ended; the open schedule ends through ``_schedule_done``."""
         self.streams_done += 1
         if self.streams_done >= self.local_streams:
             gevent.spawn(self.finish)
 
-    def spawn(self, fn: Callable[..., None], *args: Any) -> None:
-        """Start an operation in its own greenlet; at the in-flight cap, wait for a slot (the operation goes late,
-        and its latency from the intended start says so)."""
-        if self.pool.full():
-            t = time.time()
-            self.cap_hits += 1
-            self.pool.wait_available(timeout=self.timeout + self.drain)
-            self.cap_wait_s += time.time() - t
-        self.pool.spawn(fn, *args)
-        self.max_inflight_seen = max(self.max_inflight_seen, len(self.pool))
+    def _schedule_done(self) -> None:
+        """Every arrival of the process's schedule was taken (or the schedule was stopped)."""
+        self.streams_done = self.local_streams
+        gevent.spawn(self.finish)
+
+    @property
+    def max_inflight_seen(self) -> int:
+        return self.dispatcher.max_inflight_seen
 
     # ---- recording
     def record(self, name: str, intended: float, sent: float, done: float, ok: bool, status: int = 0,
@@ -208,6 +208,7 @@ class Engine:
             if reason and not self.stopping:
                 self.aborted = reason
                 self.stopping = True
+                self.dispatcher.stop()
                 log.warning("drillbit: stopping the schedule: %s", reason)
 
     def _violation(self) -> str | None:
@@ -233,12 +234,11 @@ class Engine:
         if self.finished:
             return
         deadline = time.time() + self.drain
-        with gevent.Timeout(max(self.drain, 0.1), False):
-            self.pool.join()
+        self.dispatcher.join(max(self.drain, 0.1))
         for drainer in self.drainers:
             with contextlib.suppress(Exception):
                 drainer(deadline)
-        self.pool.kill(block=False)
+        self.dispatcher.kill()
         self.write()
         runner = self.env.runner
         if isinstance(runner, WorkerRunner):
@@ -264,10 +264,11 @@ class Engine:
             "records": self.recorder.count,
             "dtype": RECORD_DTYPE,
             "aborted": self.aborted,
-            "max_inflight_seen": self.max_inflight_seen,
-            "max_inflight": self.pool.size,
-            "cap_hits": self.cap_hits,
-            "cap_wait_s": round(self.cap_wait_s, 3),
+            "max_inflight_seen": self.dispatcher.max_inflight_seen,
+            "max_inflight": self.cap,
+            "cap_hits": self.dispatcher.cap_hits,
+            "cap_wait_s": round(self.dispatcher.cap_wait_s, 3),
+            "workers_spawned": self.dispatcher.spawned,
             "samples_file": self.recorder.path.name,
             "extra": self.extra,
         }
@@ -305,14 +306,14 @@ def _test_start(environment: Any, **_kw: Any) -> None:
         # one connection pool per process, shared by every stream: connections are reused whichever stream's
         # request finishes, instead of each stream opening its own when requests pile up
         shared = HTTPClientPool(
-            concurrency=ENGINE.pool.size,
+            concurrency=ENGINE.cap,
             network_timeout=ENGINE.timeout,
             connection_timeout=min(ENGINE.timeout, 10.0),
             ssl_context_factory=insecure_ssl_context_factory,  # as FastHttpUser's default (insecure = True)
         )
         for cls in environment.user_classes or []:
             if issubclass(cls, OpenLoopUser):
-                cls.concurrency = ENGINE.pool.size
+                cls.concurrency = ENGINE.cap
                 cls.network_timeout = ENGINE.timeout
                 cls.connection_timeout = min(ENGINE.timeout, 10.0)
                 cls.client_pool = shared
@@ -367,24 +368,17 @@ class OpenLoopUser(FastHttpUser):
         eng = self.engine
         eng.start(lead=0.3)
         index, total = eng.claim_stream()
-        try:
-            if self.model == "concurrency":
+        if self.model == "concurrency":
+            try:
                 self._closed_slot(eng, index, total)
-            else:
-                self._open_stream(eng, index, total)
-        finally:
-            eng.stream_done()
+            finally:
+                eng.stream_done()
+        else:
+            # the stream joins the process's schedule, and this user serves it as one of its workers
+            if not eng.dispatcher.add(Stream(eng.profile, index, total).offsets(), self._arrival):
+                log.warning("stream %d started after the schedule ended; it sends nothing", index)
+            eng.dispatcher.work()
         raise StopUser()
-
-    def _open_stream(self, eng: Engine, index: int, total: int) -> None:
-        for offset in Stream(eng.profile, index, total).offsets():
-            if eng.stopping:
-                return
-            intended = eng.t0 + offset
-            delay = intended - time.time()
-            if delay > 0:
-                gevent.sleep(delay)
-            eng.spawn(self._arrival, intended)
 
     def _closed_slot(self, eng: Engine, index: int, total: int) -> None:
         """Keep one operation in flight until the profile ends; slots start staggered over the first segment."""
