@@ -227,7 +227,16 @@ def run_flow(
                 "endpoints": resolved.endpoints.model_dump(exclude_none=True),
             }
         )
-        console.print("dry run: nothing was run or injected")
+        if "dry_run" in type(params).model_fields:
+            # an experiment plans for real (selected targets, fault, criteria) and stops before injecting
+            try:
+                record = flow(params=params.model_copy(update={"dry_run": True}))
+            except Exception as exc:
+                console.print(f"[red]error:[/] {exc.__class__.__name__}: {exc}", highlight=False)
+                raise typer.Exit(2) from None
+            metrics = record.get("metrics", {})
+            console.print_json(data={"plan": metrics.get("plan"), "criteria": metrics.get("criteria", [])})
+        console.print("dry run: nothing was injected")
         return
     try:
         record = flow(params=params)

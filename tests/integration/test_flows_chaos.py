@@ -89,3 +89,19 @@ def test_disk_pressure_is_detected_alerted_and_recovered(prefect_server):
     assert v["pressure detected"]["evidence"]["peak"] > 0.85
     assert v["alerts fired"]["evidence"]["first"] in ("DiskSpaceLow", "DiskSpaceCritical")
     assert Path("/proc/mounts").read_text() == before and Ledger().pending() == []
+
+
+def test_cli_dry_run_prints_the_selected_targets_and_criteria_and_injects_nothing(prefect_server, sandbox):
+    from typer.testing import CliRunner
+
+    from drillbit.cli import app
+
+    before = nft_tables()
+    result = CliRunner().invoke(app, ["run", "chaos-pod-kill", "--dry-run", "--set", "duration=5"])
+    assert result.exit_code == 0, result.output
+    assert '"plan"' in result.output and "node-" in result.output  # the node picked by the selector
+    assert "back within" in result.output  # the criteria it would grade
+    assert "nothing was injected" in result.output
+    assert nft_tables() == before and Ledger().pending() == []
+    refused = CliRunner().invoke(app, ["run", "chaos-pod-kill", "--dry-run", "--set", "target=nothing"])
+    assert refused.exit_code == 2 and "no selector for role 'nothing'" in refused.output
