@@ -12,8 +12,9 @@ from typing import Any
 
 from drillbit import sandbox as sbx
 
-VERIFY_OFFSET = 9000
-VERIFY_RUN_DIR = Path("/tmp/drillbit-verify-sandbox")
+# its own sandboxes, beside a developer's (offset 0) and the tests' (1000-8000); override to run two at once
+VERIFY_OFFSET = int(os.environ.get("DRILLBIT_VERIFY_OFFSET", "9000"))
+VERIFY_RUN_DIR = Path(os.environ.get("DRILLBIT_VERIFY_RUN_DIR", "/tmp/drillbit-verify-sandbox"))
 
 SHORT = {"baseline": 3.0, "recovery": 8.0}
 CASCADE = {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 300, "target": "direct", "fail_fast_p95": 5.0}
