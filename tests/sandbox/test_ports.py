@@ -37,3 +37,20 @@ def test_unwritable_sysctl_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(ports, "SYSCTL", tmp_path / "missing")
     assert ports.reserve("a", [41080]) == []
     assert ports.release("a") == []
+
+
+@pytest.mark.skipif(not ports.available(), reason="needs root and a writable ip_local_reserved_ports")
+def test_the_kernel_set_returns_to_what_it_was_even_when_it_becomes_empty():
+    """On the real sysctl: writing nothing is a no-op there (unlike a file), so releasing the last port must still
+    clear it."""
+    before = ports.reserved()
+    port = next(p for p in range(47990, 48100) if p not in before)
+    owner = f"test-ports-{port}"
+    try:
+        assert ports.reserve(owner, [port]) == [port]
+        assert port in ports.reserved()
+    finally:
+        ports.release(owner)
+    assert ports.reserved() == before
+    if not before:  # the case that broke: the last reserved port removed
+        assert ports.SYSCTL.read_text().strip() == ""

@@ -86,7 +86,7 @@ def reserve(owner: str, ports: Iterable[int]) -> list[int]:
         # ports another sandbox added stay that sandbox's to remove; ports reserved before us are never ours
         state[owner] = sorted(set(state.get(owner, [])) | set(added) | (wanted & claimed_by_us))
         if added:
-            SYSCTL.write_text(render(current | wanted))
+            SYSCTL.write_text(render(current | wanted) + "\n")
         return added
 
 
@@ -100,7 +100,7 @@ def release(owner: str) -> list[int]:
         drop = mine - still_claimed
         if drop:
             current = parse(SYSCTL.read_text())
-            SYSCTL.write_text(render(current - drop))
+            SYSCTL.write_text(render(current - drop) + "\n")  # an empty write is a no-op: "\n" clears the set
         return sorted(drop)
 
 
