@@ -114,10 +114,9 @@ def recovered_within(name: str, probe: str, after_event: str, seconds: float) ->
     """The first successful sample at or after the last ``after_event`` event came within ``seconds``."""
 
     def check(tl: Timeline) -> Verdict:
-        marks = [e["ts"] for e in tl.events if e["kind"] == after_event]
-        if not marks:
+        t0 = tl.last_event_ts(after_event)
+        if t0 is None:
             return Verdict(name, Outcome.INCONCLUSIVE, f"no {after_event!r} event recorded")
-        t0 = marks[-1]
         df = _samples(tl, probe, None)
         after = df[(df["ts"] >= t0) & df["ok"].astype(bool)]
         if after.empty:
@@ -132,11 +131,6 @@ def recovered_within(name: str, probe: str, after_event: str, seconds: float) ->
 
 
 # ------------------------------------------------------------------------------------------- chaos experiment criteria
-
-
-def _event_ts(tl: Timeline, kind: str) -> float | None:
-    marks = [e["ts"] for e in tl.events if e["kind"] == kind]
-    return marks[-1] if marks else None
 
 
 def budget_share(
@@ -192,7 +186,7 @@ def alerts_fired(name: str, expected: list[str], after_event: str = "inject", wi
     """One of the expected alerts started firing in Alertmanager after the fault (within ``within`` seconds)."""
 
     def check(tl: Timeline) -> Verdict:
-        t0 = _event_ts(tl, after_event)
+        t0 = tl.last_event_ts(after_event)
         if t0 is None:
             return Verdict(name, Outcome.INCONCLUSIVE, f"no {after_event!r} event")
         fired = [e for e in tl.events if e["kind"] == "alert_firing" and e["ts"] >= t0 - 1]
@@ -214,7 +208,7 @@ def paged(name: str, expected: list[str], within: float, after_event: str = "inj
     """The on-call pager received a page for one of the expected alerts within ``within`` seconds of the fault."""
 
     def check(tl: Timeline) -> Verdict:
-        t0 = _event_ts(tl, after_event)
+        t0 = tl.last_event_ts(after_event)
         if t0 is None:
             return Verdict(name, Outcome.INCONCLUSIVE, f"no {after_event!r} event")
         pages = [e for e in tl.events if e["kind"] == "page" and e["ts"] >= t0 - 1 and e.get("alertname") in expected]
@@ -238,7 +232,7 @@ def acknowledged(name: str, within: float | None, after_event: str = "inject") -
                 Outcome.INCONCLUSIVE,
                 "no acknowledgement source configured: set ack_within to grade on-call response",
             )
-        t0 = _event_ts(tl, after_event)
+        t0 = tl.last_event_ts(after_event)
         acks = [e for e in tl.events if e["kind"] == "page_ack" and t0 is not None and e["ts"] >= t0]
         if not acks:
             return Verdict(name, Outcome.FAIL, f"no acknowledgement within {within:g} s", {"acks": 0})
@@ -257,10 +251,10 @@ def event_check(name: str, kind: str, threshold: str, judge) -> Criterion:
     """Grade from a machine event recorded in the timeline (e.g. a write-canary verification)."""
 
     def check(tl: Timeline) -> Verdict:
-        found = [e for e in tl.events if e["kind"] == kind]
-        if not found:
+        e = tl.last_event(kind)
+        if e is None:
             return Verdict(name, Outcome.INCONCLUSIVE, f"no {kind!r} recorded")
-        return judge(found[-1])
+        return judge(e)
 
     return Criterion(name, threshold, check)
 

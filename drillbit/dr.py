@@ -365,10 +365,9 @@ def rpo_criterion(name: str, target_s: float) -> Criterion:
     """RPO (from the canary) under ``target_s`` (0 = no acknowledged write may be missing)."""
 
     def check(tl: Timeline) -> Verdict:
-        found = [e for e in tl.events if e["kind"] == RPO_EVENT]
-        if not found:
+        e = tl.last_event(RPO_EVENT)
+        if e is None:
             return Verdict(name, Outcome.INCONCLUSIVE, "the canary's writes were not read back")
-        e = found[-1]
         ev = {k: e[k] for k in ("rpo_s", "acknowledged", "present", "missing_count", "missing", "gaps", "lost_tail")}
         ev["missing"] = ev["missing"][:50]
         if e["acknowledged"] == 0:

@@ -84,6 +84,14 @@ class Timeline:
         self.events.append({"ts": time.time() if at is None else at, "kind": kind, "detail": detail, **data})
 
     # ---- reading
+    def last_event(self, kind: str) -> dict[str, Any] | None:
+        """The most recent event of ``kind`` (events are appended in time order), or None."""
+        return next((e for e in reversed(self.events) if e["kind"] == kind), None)
+
+    def last_event_ts(self, kind: str) -> float | None:
+        e = self.last_event(kind)
+        return None if e is None else e["ts"]
+
     def phase_of(self, ts: float) -> str | None:
         for name, start, end in self.phases:
             if ts >= start and (end is None or ts < end):

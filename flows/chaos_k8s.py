@@ -181,10 +181,9 @@ def back_within(name: str, seconds: float) -> Criterion:
     """The killed pods' workload was Ready again (as many pods as before) within ``seconds``, seen by the watch."""
 
     def judge(tl: Timeline) -> Verdict:
-        found = [e for e in tl.events if e["kind"] == "pod_restart"]
-        if not found:
+        e = tl.last_event("pod_restart")
+        if e is None:
             return Verdict(name, Outcome.INCONCLUSIVE, "no pod kill was observed (nothing injected?)")
-        e = found[-1]
         ev = {k: e.get(k) for k in ("seconds", "killed", "replacements", "ready_pods", "wanted")}
         if e.get("watch_error"):
             return Verdict(name, Outcome.INCONCLUSIVE, f"the pod watch failed: {e['watch_error']}", ev)

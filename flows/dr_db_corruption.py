@@ -179,10 +179,9 @@ def corruption_real(name: str) -> Criterion:
 
 def state_consistent(name: str) -> Criterion:
     def check(tl: Timeline) -> Verdict:
-        found = [e for e in tl.events if e["kind"] == "state_agreement"]
-        if not found:
+        e = tl.last_event("state_agreement")
+        if e is None:
             return Verdict(name, Outcome.INCONCLUSIVE, "not compared (the service was not restored)")
-        e = found[-1]
         kinds = e.get("kinds", {})
         counts = {k: f"{v['api']}/{v['chain']}" for k, v in kinds.items()}
         ev = {"api/chain": counts, "api_indexed_height": e.get("api_indexed_height"), "error": e.get("error")}

@@ -187,10 +187,10 @@ def sbx_status(run_dir: Any, offset: int) -> list[dict[str, Any]]:
 
 def all_services(name: str) -> Criterion:
     def check(tl: Timeline) -> Verdict:
-        found = [e for e in tl.events if e["kind"] == "services"]
-        if not found:
+        found = tl.last_event("services")
+        if found is None:
             return Verdict(name, Outcome.FAIL, "the sandbox was not rebuilt")
-        comps = found[-1]["components"]
+        comps = found["components"]
         bad = [c["name"] for c in comps if not c["healthy"] or c["state"] != "RUNNING"]
         if not comps or bad:
             return Verdict(name, Outcome.FAIL, f"not operational: {', '.join(bad) or 'no component'}", {"bad": bad})
@@ -201,10 +201,9 @@ def all_services(name: str) -> Criterion:
 
 def consensus(name: str) -> Criterion:
     def check(tl: Timeline) -> Verdict:
-        found = [e for e in tl.events if e["kind"] == "rejoined"]
-        if not found:
+        e = tl.last_event("rejoined")
+        if e is None:
             return Verdict(name, Outcome.FAIL, "the nodes did not rejoin")
-        e = found[-1]
         ev = {k: e[k] for k in ("restored_height", "blocks_lost", "continues", "same_chain")}
         if not e["continues"] or not all(e["same_chain"].values()):
             return Verdict(name, Outcome.FAIL, f"not the same chain continuing: {e['summary']}", ev)
@@ -215,12 +214,11 @@ def consensus(name: str) -> Criterion:
 
 def monitoring(name: str) -> Criterion:
     def check(tl: Timeline) -> Verdict:
-        found = [e for e in tl.events if e["kind"] == "monitoring"]
-        steps = [s for s in dr.steps_of(tl) if s["name"] == "monitoring functional"]
-        if not found:
+        e = tl.last_event("monitoring")
+        if e is None:
+            steps = [s for s in dr.steps_of(tl) if s["name"] == "monitoring functional"]
             reason = steps[-1]["error"] if steps else "not checked (the rebuild did not get that far)"
             return Verdict(name, Outcome.FAIL, reason)
-        e = found[-1]
         return Verdict(
             name,
             Outcome.PASS,

@@ -95,11 +95,6 @@ def find_or_create_order(client: VirtEngineClient) -> tuple[dict[str, Any], int 
 # ------------------------------------------------------------------------------------------------ analysis
 
 
-def _event(tl: Timeline, kind: str) -> dict[str, Any] | None:
-    found = [e for e in tl.events if e["kind"] == kind]
-    return found[-1] if found else None
-
-
 def _p(values: np.ndarray, pct: float) -> float | None:
     return round(float(np.percentile(values, pct)), 4) if len(values) else None
 
@@ -167,7 +162,7 @@ def prometheus_breaker(prometheus: str | None, start: float, end: float) -> dict
 
 def load_offered(name: str, min_share: float) -> Criterion:
     def check(tl: Timeline) -> Verdict:
-        e = _event(tl, "overload_result")
+        e = tl.last_event("overload_result")
         if e is None or not e["requests"]:
             return Verdict(name, Outcome.INCONCLUSIVE, "the load generator recorded nothing")
         offered, rate = e.get("offered_rate") or 0.0, e["rate"]
@@ -187,7 +182,7 @@ def breaker_opens(name: str) -> Criterion:
         seen = tl.select(probe="breaker", phase="injection")
         states = seen.loc[seen["ok"].astype(bool), "value"].dropna()
         status_open = bool((states == CIRCUIT["open"]).any())
-        prom = _event(tl, "prometheus_breaker") or {"available": False}
+        prom = tl.last_event("prometheus_breaker") or {"available": False}
         prom_open = bool(prom.get("open_points"))
         names = {v: k for k, v in CIRCUIT.items()}
         ev = {
@@ -212,7 +207,7 @@ def breaker_opens(name: str) -> Criterion:
 
 def fails_fast(name: str, limit: float, settle: float) -> Criterion:
     def check(tl: Timeline) -> Verdict:
-        e = _event(tl, "overload_result")
+        e = tl.last_event("overload_result")
         if e is None:
             return Verdict(name, Outcome.INCONCLUSIVE, "no load generator results")
         ev = {k: e[k] for k in ("rejected", "rejected_p95_s", "rejected_after_open", "rejected_after_open_p95_s")}
@@ -250,7 +245,7 @@ def min_availability(name: str, probe_names: list[str], minimum: float, phase: s
 
 def breaker_closes(name: str, within: float) -> Criterion:
     def check(tl: Timeline) -> Verdict:
-        revert = _event(tl, "revert")
+        revert = tl.last_event("revert")
         if revert is None:
             return Verdict(name, Outcome.INCONCLUSIVE, "no revert event")
         df = tl.select(probe="breaker")
@@ -326,7 +321,7 @@ def _run(params, env, ep, client, provider: str, daemon: str, order: dict[str, A
         summary = overload_summary(df, meta, params.rate, params.settle)
         tl.event("overload_result", f"{summary['requests']} requests, {summary['rejected']} rejected", **summary)
         tl.extend(per_second(df))
-        inject, revert = _event(tl, "inject"), _event(tl, "revert")
+        inject, revert = tl.last_event("inject"), tl.last_event("revert")
         if inject and revert:
             prom = prometheus_breaker(env.endpoints.prometheus, inject["ts"], revert["ts"] + 2)
             tl.event("prometheus_breaker", f"{prom.get('open_points', 0)} points open", **prom)

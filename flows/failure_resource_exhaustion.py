@@ -98,17 +98,12 @@ def height_of(c: VirtEngineClient, limit: float = 2.0) -> probes.Check:
 # ------------------------------------------------------------------------------------------------ criteria
 
 
-def _event(tl: Timeline, kind: str) -> dict[str, Any] | None:
-    found = [e for e in tl.events if e["kind"] == kind]
-    return found[-1] if found else None
-
-
 def not_oom_killed(name: str) -> Criterion:
     def check(tl: Timeline) -> Verdict:
         df = tl.select(probe="cgroup-oom")
         seen = df["value"].dropna()
-        final = _event(tl, "node_after") or {}
-        prom = (_event(tl, "prometheus_oom") or {}).get("max")
+        final = tl.last_event("node_after") or {}
+        prom = (tl.last_event("prometheus_oom") or {}).get("max")
         ident = tl.select(probe="node-identity")
         changed = int((~ident["ok"].astype(bool)).sum())
         peak = max([float(seen.max()) if len(seen) else 0.0, float(prom or 0)])
@@ -150,7 +145,7 @@ def recovers(name: str, query_probe: str, tx_probe: str) -> Criterion:
     def check(tl: Timeline) -> Verdict:
         q = tl.select(probe=query_probe, phase="recovery")
         tx = tl.select(probe=tx_probe, phase="recovery")
-        after = _event(tl, "node_after") or {}
+        after = tl.last_event("node_after") or {}
         if q.empty:
             return Verdict(name, Outcome.INCONCLUSIVE, "no reading of the node after the pressure")
         ok_q, ok_tx = q["ok"].astype(bool), tx["ok"].astype(bool)
@@ -250,7 +245,7 @@ def _run(params: ResourceExhaustionParams, env, ep: dict[str, Any], client: Virt
             cgroup_removed=not fault.path.exists(),
             stress_gone=None if stress is None else (not Path(f"/proc/{stress}").exists() or _zombie(stress)),
         )
-        inject, revert = _event(tl, "inject"), _event(tl, "revert")
+        inject, revert = tl.last_event("inject"), tl.last_event("revert")
         if env.endpoints.prometheus and inject and revert:
             tl.event("prometheus_oom", "", max=_prom_max(env.endpoints.prometheus, fault.name, inject, revert))
 

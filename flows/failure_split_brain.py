@@ -199,14 +199,9 @@ def chaos_mesh_partition(
 # ------------------------------------------------------------------------------------------------ criteria
 
 
-def _ts(tl: Timeline, kind: str) -> float | None:
-    marks = [e["ts"] for e in tl.events if e["kind"] == kind]
-    return marks[-1] if marks else None
-
-
 def _window(tl: Timeline, settle: float) -> tuple[float, float] | None:
     """The partition, from its 'injected' event (+ settle) to its 'revert' event."""
-    t_in, t_out = _ts(tl, "injected"), _ts(tl, "revert")
+    t_in, t_out = tl.last_event_ts("injected"), tl.last_event_ts("revert")
     if t_in is None or t_out is None or t_out - t_in <= settle:
         return None
     return t_in + settle, t_out
@@ -299,7 +294,7 @@ def blocks_resume(name: str, nodes: list[str], within: float) -> Criterion:
     """Every node reaches a height above the highest any node had at the heal, within ``within`` s."""
 
     def check(tl: Timeline) -> Verdict:
-        t_out = _ts(tl, "revert")
+        t_out = tl.last_event_ts("revert")
         if t_out is None:
             return Verdict(name, Outcome.INCONCLUSIVE, "no revert event")
         before = [v for n in nodes for v in _heights_in(tl, n, 0, t_out)]

@@ -79,3 +79,13 @@ def test_an_optional_inconclusive_criterion_does_not_block_a_pass_but_an_optiona
     optional_fail = Verdict("ack", Outcome.FAIL, "not acked", required=False)
     assert overall([p, optional_unknown]) == Outcome.PASS
     assert overall([p, optional_fail]) == Outcome.FAIL
+
+
+def test_last_event_is_the_most_recent_of_its_kind():
+    tl = Timeline()
+    assert tl.last_event("revert") is None and tl.last_event_ts("revert") is None
+    tl.event("inject", at=10.0, n=1)
+    tl.event("revert", at=20.0)
+    tl.event("inject", at=30.0, n=2)
+    assert tl.last_event("inject")["n"] == 2
+    assert tl.last_event_ts("inject") == 30.0 and tl.last_event_ts("revert") == 20.0
