@@ -8,7 +8,6 @@ by PID. Its results (one CSV line per request, plus a meta file) stay on disk fo
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import math
 import subprocess
@@ -23,6 +22,7 @@ import pandas as pd
 
 from drillbit.faults.base import Fault, FaultError, Plan
 from drillbit.faults.ledger import Handle
+from drillbit.load.openloop_http import is_loopback
 
 MAX_RATE = 50_000.0
 MAX_REQUESTS = 10_000_000
@@ -58,7 +58,7 @@ class Overload(Fault):
         parts = urlsplit(self.url)
         if parts.scheme != "http" or not parts.hostname:
             raise FaultError(f"overload target must be an http:// URL, got {self.url!r}")
-        if not _loopback(parts.hostname):
+        if not is_loopback(parts.hostname):
             raise FaultError(f"refusing to overload {parts.hostname}: only loopback targets (127.0.0.0/8)")
         if not 0 < self.rate <= MAX_RATE:
             raise FaultError(f"rate must be within (0, {MAX_RATE:g}] requests/s, got {self.rate:g}")
@@ -99,15 +99,6 @@ class Overload(Fault):
             if time.monotonic() > deadline:
                 raise FaultError(f"the load generator did not start within {START_TIMEOUT:g} s")
             time.sleep(0.05)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def meta_state(results: Path) -> str | None:
