@@ -4,11 +4,9 @@ served for the crash soak: three node pods, and every Chaos Mesh object reports 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 
-from tests.unit.test_kubernetes_driver_requests import INJECTED, NODE, Handler, LocalApiStandIn, pod
+from tests.unit.test_kubernetes_driver_requests import INJECTED, NODE, Handler, LocalApiStandIn, pod, serve
 
 
 @contextlib.contextmanager
@@ -18,15 +16,6 @@ def chaos_mesh_stand_in() -> Iterator[LocalApiStandIn]:
         labels = NODE | {"app.kubernetes.io/component": "blockchain"}
         stand_in.pods[f"node-{i}"] = pod(f"node-{i}", labels, f"uid-node-{i}")
     stand_in.statuses = [INJECTED]  # one status: answered to every poll
-    handler = type("SoakHandler", (Handler,), {"api": stand_in})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    stand_in.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve(type("SoakHandler", (Handler,), {"api": stand_in})) as url:
+        stand_in.url = url
         yield stand_in
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

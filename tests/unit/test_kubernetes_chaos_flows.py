@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,6 +46,7 @@ from tests.unit.test_kubernetes_driver_requests import (
     _gone,
     _reapers,
     pod,
+    serve,
 )
 
 PROVIDER = {"app.kubernetes.io/name": "provider-daemon"}
@@ -125,20 +126,6 @@ class EndpointStub(BaseHTTPRequestHandler):
             page = {"id": 1, "alertname": "PodRestarted", "received_at": time.time()}
             return self._send(200, {"pages": [page] if st.fault_seen else []})
         self._send(404, {"error": "the stub has no such path"})
-
-
-@contextlib.contextmanager
-def serve(handler: type[BaseHTTPRequestHandler]):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 # ------------------------------------------------------------------------------------------------ fixtures

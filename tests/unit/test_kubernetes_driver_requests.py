@@ -256,21 +256,27 @@ def _frame(opcode: int, payload: bytes) -> bytes:
     return head + payload
 
 
-@pytest.fixture
-def api():
-    stand_in = LocalApiStandIn()
-    handler = type("BoundHandler", (Handler,), {"api": stand_in})
+@contextlib.contextmanager
+def serve(handler: type[BaseHTTPRequestHandler]):
+    """Serve ``handler`` on a free loopback port in a thread; yields its URL, stops it afterwards."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    stand_in.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield stand_in
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def api():
+    stand_in = LocalApiStandIn()
+    with serve(type("BoundHandler", (Handler,), {"api": stand_in})) as url:
+        stand_in.url = url
+        yield stand_in
 
 
 def _reapers(ledger_root: Path) -> list[int]:
