@@ -8,8 +8,6 @@ Durations are short; timing bounds are generous upper bounds (the machine is sha
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from pathlib import Path
 
@@ -163,21 +161,9 @@ def test_dry_runs_plan_and_inject_nothing(prefect_server, sandbox):
 
 @pytest.fixture(scope="module")
 def weak_sandbox():
-    for attempt in range(3):
-        with contextlib.ExitStack() as stack:
-            try:
-                ep = stack.enter_context(running_sandbox(WEAK_RUN_DIR, WEAK_OFFSET, WEAKNESSES))
-            except AssertionError as exc:
-                # transient on a loaded machine: the preflight refuses a port some short-lived client connection
-                # holds, or a component answers its health check too slowly; running_sandbox already ran `down`
-                transient = "port already in use" in str(exc) or "not healthy within" in str(exc)
-                if transient and attempt < 2:
-                    print(f"weak sandbox, attempt {attempt + 1}: {str(exc).splitlines()[-2:]}", file=sys.stderr)
-                    time.sleep(10)
-                    continue
-                raise
-            yield ep
-            return
+    # no retry: the sandbox's ports are reserved against ephemeral use, so a busy port is a real fault to report
+    with running_sandbox(WEAK_RUN_DIR, WEAK_OFFSET, WEAKNESSES) as ep:
+        yield ep
 
 
 @pytest.fixture
