@@ -64,9 +64,10 @@ def chaos_pod_kill(params: PodKillParams = PodKillParams()) -> dict:
             health.append(Monitor(f"health:{name}", min(iv, 0.5), check))
 
         def back(killed: dict) -> list:
+            # from "injected" (the process is dead), not "inject": health checks between the two still succeed
             return [
                 criteria.recovered_within(
-                    f"{name} back within {params.back_within:g} s", f"health:{name}", "inject", params.back_within
+                    f"{name} back within {params.back_within:g} s", f"health:{name}", "injected", params.back_within
                 )
                 for name in killed
             ]

@@ -83,8 +83,9 @@ def run_experiment(exp: Experiment) -> dict:
         timeline.event("inject", plan.describe())
         ttl = params.duration + 120.0  # the reaper reverts even if this process dies
         handle = inject_fault(exp.fault, ttl, run_key)
-        if handle.detail:
-            timeline.event("injected", ", ".join(f"{k}={v}" for k, v in handle.detail.items()))
+        # "inject" marks the decision, "injected" the moment the fault is in place (the reaper's start and the
+        # platform's calls lie between them: seconds on a loaded host)
+        timeline.event("injected", ", ".join(f"{k}={v}" for k, v in handle.detail.items()))
         if observer.wait(params.duration):
             status = "aborted"
             log.warning("aborting: %s", observer.aborted)

@@ -52,6 +52,20 @@ def test_recovered_within_uses_the_event():
     assert criteria.recovered_within("back", "api", "revert", 1.0).grade(tl).outcome == Outcome.FAIL
 
 
+def test_recovered_within_counts_from_when_the_fault_is_in_place():
+    # a pod kill decided at 10 s but done at 12 s (the reaper's start lies between); the pod never comes back.
+    # Health checks at 10 and 11 s still succeed: counting from "inject" would call that a recovery in 0 s.
+    tl = Timeline()
+    tl.begin_phase("injection", at=10)
+    tl.event("inject", at=10)
+    tl.event("injected", at=12)
+    for t in range(10, 20):
+        tl.add(Sample("health:node-2", float(t), ok=t < 12))
+    assert criteria.recovered_within("back", "health:node-2", "inject", 5).grade(tl).outcome == Outcome.PASS
+    v = criteria.recovered_within("back", "health:node-2", "injected", 5).grade(tl)
+    assert v.outcome == Outcome.FAIL and "did not recover" in v.reason
+
+
 def test_overall_outcome():
     p, f, i = (Verdict("a", o, "") for o in (Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE))
     assert overall([p, p]) == Outcome.PASS
