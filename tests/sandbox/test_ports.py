@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from vesandbox import ports
 
@@ -31,6 +36,67 @@ def test_owners_add_and_remove_only_their_own_ports(sysctl):
     assert sorted(ports.release("b")) == [41081, 42000]
     assert ports.parse(sysctl.read_text()) == {8080, 9000, 9001}
     assert ports.release("b") == []  # twice is a no-op
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_an_owner_whose_holder_died_is_pruned_by_the_next_reservation(sysctl):
+    holder = _sleeper()
+    try:
+        assert ports.reserve("killed-session", [41080, 41081], holder=holder.pid) == [41080, 41081]
+        assert ports.reserve("b", [42000]) == [42000]  # holder alive: nothing pruned
+        assert {41080, 41081} <= ports.parse(sysctl.read_text())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert ports.prune() == {"killed-session": [41080, 41081]}
+    assert ports.parse(sysctl.read_text()) == {8080, 9000, 9001, 42000}
+    assert ports.release("b") == [42000]
+
+
+def test_pruning_happens_on_reserve_and_release_too(sysctl):
+    for call in (lambda: ports.reserve("c", [43000]), lambda: ports.release("c")):
+        holder = _sleeper()
+        ports.reserve("gone", [41080], holder=holder.pid)
+        holder.kill()
+        holder.wait()
+        call()
+        assert 41080 not in ports.parse(sysctl.read_text())
+    assert 43000 not in ports.parse(sysctl.read_text())
+
+
+def test_a_recycled_pid_does_not_keep_a_dead_owners_ports(sysctl):
+    ports.reserve("old", [41080])
+    state_file = ports.STATE_DIR / "reserved-ports.json"
+    state = json.loads(state_file.read_text())
+    assert state["old"]["holder"]["pid"] == os.getpid()
+    state["old"]["holder"]["start"] -= 1  # same pid, another process (started at another time)
+    state_file.write_text(json.dumps(state))
+    assert ports.prune() == {"old": [41080]}
+
+
+def test_hold_hands_the_reservation_to_another_process(sysctl):
+    supervisor = _sleeper()
+    try:
+        ports.reserve("sandbox", [41080])  # held by the launcher (this process) while it starts the sandbox
+        assert ports.hold("sandbox", supervisor.pid)
+        assert ports.prune() == {}
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+    assert ports.prune() == {"sandbox": [41080]}  # the sandbox died without `down`
+    assert not ports.hold("sandbox", os.getpid())  # nothing left to hand over
+
+
+def test_owners_of_the_first_state_format_are_kept_until_released(sysctl):
+    ports.STATE_DIR.mkdir()
+    (ports.STATE_DIR / "reserved-ports.json").write_text(json.dumps({"legacy": [9000]}))
+    assert ports.prune() == {}
+    assert 9000 in ports.parse(sysctl.read_text())
+    assert ports.release("legacy") == [9000]
+    assert ports.parse(sysctl.read_text()) == {8080, 9001}
 
 
 def test_unwritable_sysctl_is_skipped(tmp_path, monkeypatch):

@@ -580,6 +580,8 @@ def up(layout: Layout, echo: Any = print, restore_from_backups: bool = False) ->
         if result.returncode != 0:
             raise SandboxError(f"supervisord failed to start: {result.stderr.strip() or result.stdout.strip()}")
         _wait_healthy(layout, [c for c in comps if c.name not in manual], echo)
+        if (sup_pid := _supervisord_pid(layout)) is not None:
+            ports.hold(str(layout.run_dir.resolve()), sup_pid)  # the reservation lives as long as the sandbox
         if restored is not None:
             _rejoin_api(layout, [c for c in comps if c.name in manual], restored, echo)
             layout.endpoints_file.write_text(json.dumps(endpoints, indent=2))

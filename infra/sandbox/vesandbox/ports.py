@@ -10,6 +10,11 @@ Each sandbox (owner = its run directory) adds only the ports that were not reser
 those on ``down``; a shared state file under a lock lets several sandboxes (different port offsets) come and go in
 any order. Without root or the sysctl (a container without /proc write access) reservation is skipped: the preflight
 check still reports a busy port clearly.
+
+Each owner names the process that holds its reservation (the launcher while it starts a sandbox, then the sandbox's
+supervisord; a test session's pytest). When that process is gone without releasing — SIGKILL, a crash, a machine
+session that ended — the next ``reserve`` or ``release`` (or ``prune``) hands its ports back to the kernel. A holder
+is the pid together with its start time, so a recycled pid does not keep a dead owner's ports.
 """
 
 from __future__ import annotations
@@ -54,16 +59,61 @@ def render(ports: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    if fields[0] in ("Z", "X"):  # a zombie holds nothing
+        return None
+    return int(fields[19])
+
+
+def _holder(pid: int) -> dict[str, int | None]:
+    return {"pid": pid, "start": process_start(pid)}
+
+
+def _alive(entry: dict) -> bool:
+    holder = entry.get("holder")
+    if not holder:  # no holder named: kept until released
+        return True
+    start = process_start(int(holder["pid"]))
+    return start is not None and start == holder.get("start")
+
+
+def _ports(state: dict[str, dict]) -> set[int]:
+    return {p for e in state.values() for p in e["ports"]}
+
+
+def _drop(state: dict[str, dict], owners: list[str]) -> list[int]:
+    """Remove ``owners`` from the state and their ports (those no other owner claims) from the kernel's set."""
+    mine = {p for o in owners for p in state.pop(o, {"ports": []})["ports"]}
+    drop = mine - _ports(state)
+    if drop:
+        current = parse(SYSCTL.read_text())
+        SYSCTL.write_text(render(current - drop) + "\n")  # an empty write is a no-op: "\n" clears the set
+    return sorted(drop)
+
+
+def _prune(state: dict[str, dict]) -> dict[str, list[int]]:
+    stale = [o for o, e in state.items() if not _alive(e)]
+    return {o: _drop(state, [o]) for o in stale}
+
+
 @contextlib.contextmanager
-def _locked_state() -> Iterator[dict[str, list[int]]]:
+def _locked_state() -> Iterator[dict[str, dict]]:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     state_file = STATE_DIR / "reserved-ports.json"
     with open(STATE_DIR / "reserved-ports.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            state = json.loads(state_file.read_text()) if state_file.exists() else {}
+            raw = json.loads(state_file.read_text()) if state_file.exists() else {}
         except (OSError, ValueError):
-            state = {}
+            raw = {}
+        # the first format held only the ports (no holder): such owners are kept until released
+        state = {o: (e if isinstance(e, dict) else {"ports": e}) for o, e in raw.items()}
         yield state
         tmp = state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
@@ -74,20 +124,37 @@ def available() -> bool:
     return SYSCTL.exists() and os.access(SYSCTL, os.W_OK)
 
 
-def reserve(owner: str, ports: Iterable[int]) -> list[int]:
-    """Reserve ``ports`` for ``owner``; returns the ports this call added to the kernel's set."""
+def reserve(owner: str, ports: Iterable[int], holder: int | None = None) -> list[int]:
+    """Reserve ``ports`` for ``owner``, held by process ``holder`` (default: this process); returns the ports this
+    call added to the kernel's set. Owners whose holder is gone are pruned first."""
     if not available():
         return []
     wanted = set(ports)
     with _locked_state() as state:
+        _prune(state)
         current = parse(SYSCTL.read_text())
-        claimed_by_us = {p for ps in state.values() for p in ps}
+        claimed_by_us = _ports(state)
         added = sorted(wanted - current)
         # ports another sandbox added stay that sandbox's to remove; ports reserved before us are never ours
-        state[owner] = sorted(set(state.get(owner, [])) | set(added) | (wanted & claimed_by_us))
+        old = state.get(owner, {"ports": []})["ports"]
+        state[owner] = {
+            "ports": sorted(set(old) | set(added) | (wanted & claimed_by_us)),
+            "holder": _holder(os.getpid() if holder is None else holder),
+        }
         if added:
             SYSCTL.write_text(render(current | wanted) + "\n")
         return added
+
+
+def hold(owner: str, holder: int) -> bool:
+    """Hand ``owner``'s reservation to another process (the sandbox's supervisord once it runs)."""
+    if not available():
+        return False
+    with _locked_state() as state:
+        if owner not in state:
+            return False
+        state[owner]["holder"] = _holder(holder)
+        return True
 
 
 def release(owner: str) -> list[int]:
@@ -95,13 +162,17 @@ def release(owner: str) -> list[int]:
     if not available():
         return []
     with _locked_state() as state:
-        mine = set(state.pop(owner, []))
-        still_claimed = {p for ps in state.values() for p in ps}
-        drop = mine - still_claimed
-        if drop:
-            current = parse(SYSCTL.read_text())
-            SYSCTL.write_text(render(current - drop) + "\n")  # an empty write is a no-op: "\n" clears the set
-        return sorted(drop)
+        dropped = _drop(state, [owner])
+        _prune(state)
+        return dropped
+
+
+def prune() -> dict[str, list[int]]:
+    """Hand back the ports of every owner whose holder process is gone; returns {owner: ports removed}."""
+    if not available():
+        return {}
+    with _locked_state() as state:
+        return _prune(state)
 
 
 def reserved() -> set[int]:
