@@ -95,17 +95,31 @@ def latency(
     return Criterion(name, f"p{pct:g} < {maximum:g} s", check)
 
 
-def all_ok(name: str, probe: str, phase: str | None = None, what: str = "") -> Criterion:
+def all_ok(
+    name: str,
+    probe: str | list[str],
+    phase: str | None = None,
+    what: str = "",
+    missing: tuple[Outcome, str] | None = None,
+) -> Criterion:
+    """Every check of ``probe`` (one name or several) in ``phase`` succeeded. No samples is inconclusive unless
+    ``missing`` gives the outcome and reason (e.g. FAIL: "the service was not restored")."""
+    names = [probe] if isinstance(probe, str) else list(probe)
+    label = what or ", ".join(names)
+
     def check(tl: Timeline) -> Verdict:
-        df = _samples(tl, probe, phase)
+        df = tl.select(phase=phase)
+        df = df[df["probe"].isin(names)]
         if df.empty:
-            return Verdict(name, Outcome.INCONCLUSIVE, f"no samples of {_scope(probe, phase)}")
+            if missing:
+                return Verdict(name, missing[0], missing[1])
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no samples of {_scope(', '.join(names), phase)}")
         bad = df[~df["ok"].astype(bool)]
         ev = {"samples": len(df), "failures": len(bad)}
         if len(bad):
             ev["errors"] = [str(e)[:200] for e in bad["error"].dropna().head(3)]
-            return Verdict(name, Outcome.FAIL, f"{len(bad)} of {len(df)} {what or probe} checks failed", ev)
-        return Verdict(name, Outcome.PASS, f"all {len(df)} {what or probe} checks succeeded", ev)
+            return Verdict(name, Outcome.FAIL, f"{len(bad)} of {len(df)} {label} checks failed", ev)
+        return Verdict(name, Outcome.PASS, f"all {len(df)} {label} checks succeeded", ev)
 
     return Criterion(name, "every check succeeds", check)
 

@@ -18,7 +18,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from drillbit import dr, probes
+from drillbit import criteria, dr, probes
 from drillbit import sandbox as sbx
 from drillbit.config import ResolvedEnvironment
 from drillbit.dr_ops import DrError, PreflightError, wait_for
@@ -217,7 +217,13 @@ class DrRun:
         return [
             dr.rto_criterion("RTO", rto_target, PROBES),
             dr.rpo_criterion("RPO", rpo_target),
-            normal_operation("services resume normal operation"),
+            criteria.all_ok(
+                "services resume normal operation",
+                PROBES,
+                phase="recovery",
+                what="post-restore",
+                missing=(Outcome.FAIL, "the service was not restored (no observation after a restore)"),
+            ),
         ]
 
     def finish(self, criteria: list[Criterion], rto_target: float, rpo_target: float | None) -> dict[str, Any]:

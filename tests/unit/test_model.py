@@ -66,6 +66,18 @@ def test_recovered_within_counts_from_when_the_fault_is_in_place():
     assert v.outcome == Outcome.FAIL and "did not recover" in v.reason
 
 
+def test_all_ok_over_several_probes_and_what_missing_samples_mean():
+    tl = timeline()
+    tl.add(Sample("db", 25.0, ok=True))
+    both = criteria.all_ok("ok", ["api", "db"], phase="recovery").grade(tl)
+    assert both.outcome == Outcome.PASS and both.evidence == {"samples": 11, "failures": 0}
+    inj = criteria.all_ok("ok", ["api", "db"], phase="injection").grade(tl)
+    assert inj.outcome == Outcome.FAIL and inj.evidence["failures"] == 4 and inj.evidence["errors"] == ["timeout"] * 3
+    assert criteria.all_ok("ok", "nothing").grade(tl).outcome == Outcome.INCONCLUSIVE
+    restored = criteria.all_ok("ok", "nothing", missing=(Outcome.FAIL, "not restored")).grade(tl)
+    assert restored.outcome == Outcome.FAIL and restored.reason == "not restored"
+
+
 def test_overall_outcome():
     p, f, i = (Verdict("a", o, "") for o in (Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE))
     assert overall([p, p]) == Outcome.PASS
