@@ -479,7 +479,11 @@ def test_breaker_opens_under_overload_fails_fast_and_closes_after_reset(fake_nod
     opened_total = status["circuit_opened_total"]
     assert provider.metric("provider_bid_engine_circuit_state") == 1
     assert provider.metric("provider_bid_engine_circuit_opened_total") >= 1
-    assert provider.metric("provider_bid_engine_requests_total", {"outcome": "circuit_open"}) == codes[503]
+    # 503: the breaker was open, or the queue was full (25 clients > 8 slots + 16 waiting)
+    refused = {
+        o: provider.metric("provider_bid_engine_requests_total", {"outcome": o}) or 0 for o in ("circuit_open", "shed")
+    }
+    assert refused["circuit_open"] > 0 and sum(refused.values()) == codes[503], (refused, codes)
 
     # While open: immediate 503, and the node is not called at all.
     calls = fake_node.calls["orders/info"]
@@ -517,7 +521,8 @@ def test_a_saturated_engine_sheds_load_queue_timeouts_open_the_breaker(fake_node
     fake_node.add_order(make_order(351, 100, state="active"))
     # The node is fast; the engine is the bottleneck: one slot, 300 ms of pricing work (inside the 0.5 s budget, so
     # no evaluation that got a slot ever fails). Only requests that wait too long for the slot fail.
-    engine = {**FAST_ENGINE, "concurrency": 1, "work_ms": 300}
+    # (room for all 20 clients to wait: this test is about the wait bound, the next one about the queue bound)
+    engine = {**FAST_ENGINE, "concurrency": 1, "work_ms": 300, "max_pending": 64}
     provider = start_provider(bid_engine=engine)
     resp, seconds = provider.evaluate(oid)
     assert resp.status_code == 200 and seconds >= 0.3
@@ -538,6 +543,33 @@ def test_a_saturated_engine_sheds_load_queue_timeouts_open_the_breaker(fake_node
     wait_for(lambda: provider.status()["bid_engine"]["circuit"] == "half-open", engine["reset_timeout"] + 3, "half")
     assert provider.evaluate(oid)[0].status_code == 200
     assert provider.status()["bid_engine"]["circuit"] == "closed"
+
+
+def test_a_full_queue_sheds_at_once_and_an_opening_breaker_refuses_the_waiting(
+    fake_node: FakeNode, start_provider
+) -> None:
+    oid = order_id(371)
+    fake_node.add_order(make_order(371, 100, state="active"))
+    # one slot busy for 1 s of pricing; 3 may wait; the 2nd shed request opens the breaker (no half-open in the test)
+    engine = {**FAST_ENGINE, "concurrency": 1, "work_ms": 1000, "max_pending": 3, "fail_max": 2, "timeout": 5.0}
+    provider = start_provider(bid_engine=engine | {"reset_timeout": 60.0})
+    assert provider.evaluate(oid)[0].status_code == 200
+    calls = fake_node.calls["orders/info"]
+
+    results = hammer(provider, oid, total=10, concurrency=10, timeout=10)
+    codes = Counter(code for code, _, _ in results)
+    assert codes == {200: 1, 503: 9}, codes
+    served = next(end - start for code, start, end in results if code == 200)
+    refused = [end - start for code, start, end in results if code == 503]
+    # nobody waited for the busy slot: the overflow was shed at once, and the 3 waiting were refused when it opened
+    assert max(refused) < served / 2, (refused, served)
+    assert fake_node.calls["orders/info"] == calls + 1  # only the request holding the slot reached the node
+    shed = provider.metric("provider_bid_engine_requests_total", {"outcome": "shed"})
+    opened = provider.metric("provider_bid_engine_requests_total", {"outcome": "circuit_open"})
+    assert shed >= engine["fail_max"] and shed + opened == 9, (shed, opened)
+    status = provider.status()["bid_engine"]
+    assert status["circuit"] == "open" and status["rejected"] == 9 and status["queued"] == 0, status
+    assert "refused 3 waiting requests" in provider.log_path.read_text()
 
 
 def test_weakness_no_circuit_breaker_queues_behind_the_slow_node(fake_node: FakeNode, start_provider) -> None:

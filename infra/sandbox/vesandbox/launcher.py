@@ -345,6 +345,7 @@ def components(layout: Layout, pg_bin: Path) -> list[Component]:
                     "bid_price": "10",
                     "bid_engine": {
                         "concurrency": 4,
+                        "max_pending": 16,
                         "timeout": 1.0,
                         "fail_max": 5,
                         "reset_timeout": 5.0,

@@ -7,14 +7,18 @@ could not get an evaluation slot within ``timeout`` (the engine is saturated) co
 engine must shed load rather than queue it, so sustained overload opens the breaker even when the node is fast.
 Requests cancelled by their caller do not count either way.
 
-Bounds: waiting for one of ``concurrency`` slots is limited to ``timeout`` (then 504, "queue_timeout", a breaker
-failure), and the node call plus the pricing work to another ``timeout`` (then 504, "timeout", a breaker failure): a
-slow dependency is judged on its own time, not on the time a request spent queued behind others.
+Bounds: at most ``max_pending`` requests wait for one of ``concurrency`` slots; one more is refused at once (503,
+"shed", a breaker failure — Envoy's ``max_pending_requests``). Waiting is limited to ``timeout`` (then 504,
+"queue_timeout", a breaker failure), and the node call plus the pricing work to another ``timeout`` (then 504,
+"timeout", a breaker failure): a slow dependency is judged on its own time, not on the time a request spent queued
+behind others. When the breaker opens, every request still waiting for a slot is refused at once (503): it would be
+refused when it got the slot anyway, and an open breaker means fail fast.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -87,6 +91,13 @@ class CircuitOpen(EngineError):
     outcome = "circuit_open"
 
 
+class Shed(EngineError):
+    """``max_pending`` requests already wait for a slot: refused at once."""
+
+    status = 503
+    outcome = "shed"
+
+
 class QueueTimeout(EngineError):
     """No evaluation slot became free within the timeout."""
 
@@ -100,6 +111,7 @@ class QueueTimeout(EngineError):
 @dataclass(frozen=True)
 class EngineSettings:
     concurrency: int = 8
+    max_pending: int = 16
     timeout: float = 1.0
     fail_max: int = 5
     reset_timeout: float = 5.0
@@ -130,6 +142,7 @@ def parse_settings(raw: dict[str, Any]) -> Settings:
         eng = raw.get("bid_engine", {})
         engine = EngineSettings(
             concurrency=int(eng.get("concurrency", 8)),
+            max_pending=int(eng.get("max_pending", 16)),
             timeout=float(eng.get("timeout", 1.0)),
             fail_max=int(eng.get("fail_max", 5)),
             reset_timeout=float(eng.get("reset_timeout", 5.0)),
@@ -154,6 +167,8 @@ def parse_settings(raw: dict[str, Any]) -> Settings:
         raise ValueError(f"bad provider config: {exc!r}") from exc
     if engine.concurrency < 1 or engine.timeout <= 0 or engine.fail_max < 1 or engine.reset_timeout <= 0:
         raise ValueError("bad provider config: bid_engine values must be positive")
+    if engine.max_pending < 0:
+        raise ValueError("bad provider config: bid_engine.max_pending must be ≥ 0")
     if settings.poll_interval <= 0 or settings.node_timeout <= 0:
         raise ValueError("bad provider config: poll_interval and node_timeout must be positive")
     return settings
@@ -360,6 +375,61 @@ class NodeClient:
 # ---------------------------------------------------------------- bid engine
 
 
+class Slots:
+    """``size`` evaluation slots and a FIFO of waiters that can all be refused at once (when the breaker opens)."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self, timeout: float | None) -> bool:
+        """True once a slot is held; False after ``timeout``. Raises what ``refuse_waiting`` set."""
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+            return True
+        except TimeoutError:
+            self._pass_on(fut)
+            return False
+        except asyncio.CancelledError:  # the client went away
+            self._pass_on(fut)
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(fut)
+
+    def _pass_on(self, fut: asyncio.Future[None]) -> None:
+        """A waiter gave up: if it had just been handed a slot, hand the slot on."""
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            self.release()
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot goes straight to the first waiter
+                return
+        self.free += 1
+
+    def refuse_waiting(self, make_error: Callable[[], BaseException]) -> int:
+        refused = 0
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(make_error())
+                refused += 1
+        return refused
+
+
 class BidEngine:
     """Prices orders; each evaluation reads the order from the node, so it depends on the node link."""
 
@@ -378,7 +448,7 @@ class BidEngine:
         self._node = node
         self._metrics = metrics
         self._log = log
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._slots = Slots(settings.concurrency)
         self._factory = AsyncCircuitBreakerFactory(
             default_threshold=settings.fail_max, default_ttl=settings.reset_timeout
         )
@@ -401,6 +471,9 @@ class BidEngine:
         if event.state == "opened":
             self.opened_total += 1
             self._metrics.circuit_opened.inc()
+            refused = self._slots.refuse_waiting(lambda: CircuitOpen("circuit open"))
+            if refused:
+                self._log.warning("bid engine circuit opened: refused %d waiting requests", refused)
         self._log.warning("bid engine circuit %s -> %s", name, event.state)
 
     def circuit_state(self) -> str:
@@ -443,7 +516,7 @@ class BidEngine:
         self._metrics.engine_duration.observe(seconds)
         if outcome in ("ok", "not_found", "rejected_by_node"):
             self.counts["evaluated"] += 1
-        elif outcome in ("circuit_open", "queue_timeout"):
+        elif outcome in ("circuit_open", "shed", "queue_timeout"):
             self.counts["rejected"] += 1
             self._metrics.error(outcome)
         else:
@@ -458,18 +531,16 @@ class BidEngine:
     async def _guarded(self, order_id: dict[str, Any]) -> dict[str, Any]:
         if self._blocked():
             raise CircuitOpen("circuit open")
+        if self._slots.free == 0 and self._slots.waiting >= self.cfg.max_pending:
+            await self._shed(Shed("bid engine overloaded"))
+            raise Shed("bid engine overloaded")
         self.queued += 1
-        got_slot = False
         try:
-            async with asyncio.timeout(self.cfg.timeout):
-                await self._slots.acquire()
-                got_slot = True
-        except TimeoutError:
-            pass
+            got_slot = await self._slots.acquire(self.cfg.timeout)
         finally:
             self.queued -= 1
         if not got_slot:
-            await self._shed()
+            await self._shed(QueueTimeout("no evaluation slot within the timeout"))
             raise QueueTimeout("no evaluation slot within the timeout")
         self.in_flight += 1
         try:
@@ -483,12 +554,12 @@ class BidEngine:
             self.in_flight -= 1
             self._slots.release()
 
-    async def _shed(self) -> None:
-        """Count a request that got no slot in time as a breaker failure (a saturated engine must shed load)."""
+    async def _shed(self, error: EngineError) -> None:
+        """Count a request refused for want of a slot as a breaker failure (a saturated engine must shed load)."""
         try:
             async with self._breaker:
-                raise QueueTimeout("no evaluation slot within the timeout")
-        except QueueTimeout:
+                raise error
+        except EngineError:
             pass
         except OpenedState as exc:  # already open: nothing more to count
             exc.__traceback__ = None
@@ -518,7 +589,7 @@ class BidEngine:
         """Weakness ``no-circuit-breaker``: wait for a slot and for the node as long as it takes."""
         self.queued += 1
         try:
-            await self._slots.acquire()
+            await self._slots.acquire(None)
         finally:
             self.queued -= 1
         self.in_flight += 1
@@ -582,7 +653,14 @@ class Bidder:
         self._changes.ok("listing open orders")
         todo = [o for o in (unwrap(x, "order") for x in orders) if self._wants(o)]
         if todo:
-            await asyncio.gather(*(self._bid(o) for o in todo[:MAX_BIDS_PER_CYCLE]))
+            # at most `concurrency` of our own evaluations at once: the daemon never floods its own engine's queue
+            lanes = asyncio.Semaphore(self.s.engine.concurrency)
+
+            async def bid(order: dict[str, Any]) -> None:
+                async with lanes:
+                    await self._bid(order)
+
+            await asyncio.gather(*(bid(o) for o in todo[:MAX_BIDS_PER_CYCLE]))
 
     def _wants(self, order: dict[str, Any]) -> bool:
         try:
