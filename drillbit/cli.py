@@ -459,7 +459,7 @@ DEMO_PLAN: list[tuple[str, dict[str, Any]]] = [
     ("chaos-db-failure", {"duration": 10.0, "baseline": 3.0, "recovery": 5.0}),
     (
         "cascading-failure",
-        {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 400, "target": "direct", "fail_fast_p95": 5.0},
+        {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 400, "target": "direct"},
     ),
     ("split-brain", {"duration": 12.0, "baseline": 3.0, "recovery": 8.0, "scenario": "isolate-one"}),
     ("resource-exhaustion", {"duration": 15.0, "baseline": 4.0, "recovery": 6.0, "size_mb": 128}),

@@ -17,7 +17,7 @@ VERIFY_OFFSET = int(os.environ.get("DRILLBIT_VERIFY_OFFSET", "9000"))
 VERIFY_RUN_DIR = Path(os.environ.get("DRILLBIT_VERIFY_RUN_DIR", "/tmp/drillbit-verify-sandbox"))
 
 SHORT = {"baseline": 3.0, "recovery": 8.0}
-CASCADE = {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 400, "target": "direct", "fail_fast_p95": 5.0}
+CASCADE = {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 400, "target": "direct"}
 EXHAUST = {"duration": 15.0, "baseline": 4.0, "recovery": 6.0, "size_mb": 128, "alert_within": 25}
 SPLIT = {"duration": 12.0, "baseline": 3.0, "recovery": 8.0, "scenario": "isolate-one", "confirm_timeout": 4.0}
 DR_FAST = {"interval": 0.5, "baseline": 4.0, "settle": 3.0, "restore_timeout": 180.0}

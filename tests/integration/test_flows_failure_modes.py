@@ -81,7 +81,9 @@ def test_cascading_failure_passes_on_the_healthy_sandbox(prefect_server, sandbox
         recovery=12.0,
         rate=400,
         target="direct",
-        fail_fast_p95=5.0,  # reported against the 100 ms goal; generous here: other tests share the two cores
+        # the goal is 100 ms (the default; 5-70 ms measured here at 400/s direct); 250 ms leaves room for a slower
+        # host and still catches rejections that waited for a slot (~0.8 s before the queue bound and wake-on-open)
+        fail_fast_p95=0.25,
         min_availability=0.8,
     )
     record = cascading_failure(params=params)
