@@ -270,8 +270,7 @@ class Generator:
                 return
             delay = intended - loop.time()
             if delay > 0.0005:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), delay)
+                await asyncio.sleep(min(delay, 0.1))  # a plain timer (wait_for costs a task per arrival)
                 continue
             self.max_lateness = max(self.max_lateness, -delay)
             task = asyncio.create_task(self.one(intended))
