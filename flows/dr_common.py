@@ -291,8 +291,6 @@ def reset_sandbox(timeout: float = 120.0) -> dict[str, Any]:
     """Replace the sandbox by a fresh one (same run directory, port offset and weaknesses) with a fresh object
     store, and wait for its first base backup and etcd snapshot, so the next scenario has something to restore
     from. (A fresh object store: the earlier scenario's WAL archive holds another database system's timelines.)"""
-    import httpx
-
     old = sbx.endpoints()
     run, offset = sbx.run_dir(), int(old["port_offset"])
     sbx.launcher(["down", "--purge"], run=run, offset=offset, capture=True)
@@ -300,6 +298,14 @@ def reset_sandbox(timeout: float = 120.0) -> dict[str, Any]:
     result = sbx.launcher(args, run=run, offset=offset, capture=True)
     if result.returncode != 0:
         raise DrError(f"sandbox reset failed: {(result.stderr or result.stdout).strip()[-400:]}")
+    return wait_first_backups(timeout)
+
+
+def wait_first_backups(timeout: float = 120.0) -> dict[str, Any]:
+    """Wait until the sandbox (just started) has taken its first base backup and etcd snapshot: the restore
+    scenarios need something to restore from. Returns the endpoints."""
+    import httpx
+
     ep = sbx.endpoints()
     started = float(ep["started_at"])
 

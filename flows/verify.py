@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from drillbit import sandbox as sbx
+from flows.dr_common import wait_first_backups
 
 # its own sandboxes, beside a developer's (offset 0) and the tests' (1000-8000); override to run two at once
 VERIFY_OFFSET = int(os.environ.get("DRILLBIT_VERIFY_OFFSET", "9000"))
@@ -49,15 +50,21 @@ MATRIX: dict[str, list[Catch]] = {
     "broken-wal-archive": [Catch("dr-db-corruption", DB_CORRUPTION, "WAL replayed to just before the corruption")],
 }
 
-# flows run on the healthy sandbox (compressed); none may fail
+# flows run on the healthy sandbox (compressed); none may fail. The longer load scenarios (load, stress, soak,
+# sustained, burst, deployments, breaking-point, perf-regression) are left to their flow tests: minutes each even
+# compressed; load-smoke stands for them here.
 HEALTHY: list[tuple[str, dict[str, Any]]] = [
     ("synthetic", {"rounds": 2, "interval": 1.0}),
     ("e2e", {}),
     ("chaos-pod-kill", {"duration": 12.0, **SHORT}),
+    ("load-smoke", {"time_scale": 0.05}),
+    ("chaos-network-latency", {"duration": 15.0, "baseline": 10.0, "recovery": 3.0, "latency_ms": 200.0}),
+    ("chaos-disk-pressure", {"duration": 12.0, **SHORT, "workers": 2, "io_bytes": 8 << 20}),
     ("chaos-db-failure", {"duration": 10.0, **SHORT}),
     ("cascading-failure", {**CASCADE, "min_availability": 0.8}),
     ("split-brain", SPLIT),
     ("resource-exhaustion", EXHAUST),
+    ("gameday", {"duration": 10.0, "interactive": False}),
     # the DR scenarios last: each leaves the sandbox restored, as the drill does
     ("dr-dc-loss", DR_FAST),
     ("dr-db-corruption", DB_CORRUPTION),
@@ -140,6 +147,8 @@ class _sandbox:
         result = sbx.launcher(self.args, run=VERIFY_RUN_DIR, offset=VERIFY_OFFSET, capture=True)
         if result.returncode != 0:
             raise RuntimeError(f"sandbox up failed: {result.stderr.strip()}")
+        # as a deployed environment has: the DR scenarios restore from the first base backup
+        wait_first_backups()
 
     def __exit__(self, *exc: object) -> None:
         sbx.launcher(["down", "--purge"], run=VERIFY_RUN_DIR, offset=VERIFY_OFFSET, capture=True)
