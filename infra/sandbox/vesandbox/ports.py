@@ -87,10 +87,9 @@ def _ports(state: dict[str, dict]) -> set[int]:
     return {p for e in state.values() for p in e["ports"]}
 
 
-def _drop(state: dict[str, dict], owners: list[str]) -> list[int]:
-    """Remove ``owners`` from the state and their ports (those no other owner claims) from the kernel's set."""
-    mine = {p for o in owners for p in state.pop(o, {"ports": []})["ports"]}
-    drop = mine - _ports(state)
+def _drop(state: dict[str, dict], owner: str) -> list[int]:
+    """Remove ``owner`` from the state and its ports (those no other owner claims) from the kernel's set."""
+    drop = set(state.pop(owner, {"ports": []})["ports"]) - _ports(state)
     if drop:
         current = parse(SYSCTL.read_text())
         SYSCTL.write_text(render(current - drop) + "\n")  # an empty write is a no-op: "\n" clears the set
@@ -99,7 +98,7 @@ def _drop(state: dict[str, dict], owners: list[str]) -> list[int]:
 
 def _prune(state: dict[str, dict]) -> dict[str, list[int]]:
     stale = [o for o, e in state.items() if not _alive(e)]
-    return {o: _drop(state, [o]) for o in stale}
+    return {o: _drop(state, o) for o in stale}
 
 
 @contextlib.contextmanager
@@ -162,7 +161,7 @@ def release(owner: str) -> list[int]:
     if not available():
         return []
     with _locked_state() as state:
-        dropped = _drop(state, [owner])
+        dropped = _drop(state, owner)
         _prune(state)
         return dropped
 

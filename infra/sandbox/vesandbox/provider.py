@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -456,7 +456,6 @@ class BidEngine:
         self._breaker: Any = None
         self._trial_active = False
         self.in_flight = 0
-        self.queued = 0
         self.opened_total = 0
         self.counts = {"evaluated": 0, "rejected": 0, "failed": 0}
         metrics.circuit_state.set_function(lambda: CIRCUIT_CODES[self.circuit_state()])
@@ -491,7 +490,7 @@ class BidEngine:
         return {
             "circuit": self.circuit_state(),
             "in_flight": self.in_flight,
-            "queued": self.queued,
+            "queued": self._slots.waiting,
             **self.counts,
             "circuit_opened_total": self.opened_total,
         }
@@ -533,15 +532,8 @@ class BidEngine:
             raise CircuitOpen("circuit open")
         if self._slots.free == 0 and self._slots.waiting >= self.cfg.max_pending:
             await self._shed(Shed("bid engine overloaded"))
-            raise Shed("bid engine overloaded")
-        self.queued += 1
-        try:
-            got_slot = await self._slots.acquire(self.cfg.timeout)
-        finally:
-            self.queued -= 1
-        if not got_slot:
+        if not await self._slots.acquire(self.cfg.timeout):
             await self._shed(QueueTimeout("no evaluation slot within the timeout"))
-            raise QueueTimeout("no evaluation slot within the timeout")
         self.in_flight += 1
         try:
             trial = self._admit()
@@ -554,8 +546,8 @@ class BidEngine:
             self.in_flight -= 1
             self._slots.release()
 
-    async def _shed(self, error: EngineError) -> None:
-        """Count a request refused for want of a slot as a breaker failure (a saturated engine must shed load)."""
+    async def _shed(self, error: EngineError) -> NoReturn:
+        """Refuse a request for want of a slot, counted as a breaker failure (a saturated engine must shed load)."""
         try:
             async with self._breaker:
                 raise error
@@ -563,6 +555,7 @@ class BidEngine:
             pass
         except OpenedState as exc:  # already open: nothing more to count
             exc.__traceback__ = None
+        raise error
 
     def _admit(self) -> bool:
         """Decide after getting a slot: normal request (False), the single half-open trial (True), or fail fast."""
@@ -587,11 +580,7 @@ class BidEngine:
 
     async def _unguarded(self, order_id: dict[str, Any]) -> dict[str, Any]:
         """Weakness ``no-circuit-breaker``: wait for a slot and for the node as long as it takes."""
-        self.queued += 1
-        try:
-            await self._slots.acquire(None)
-        finally:
-            self.queued -= 1
+        await self._slots.acquire(None)
         self.in_flight += 1
         try:
             return await self._work(order_id)
