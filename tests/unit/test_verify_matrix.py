@@ -32,5 +32,5 @@ def test_each_cell_names_a_flow_and_valid_parameters(cell, flow, params):
 def test_the_healthy_list_covers_every_test_type_but_the_long_load_scenarios():
     names = {n for n, _ in HEALTHY}
     long_load = {"load", "stress", "soak", "sustained", "burst", "deployments", "breaking-point", "perf-regression"}
-    expected = {n for n in _flows() if n.removeprefix("load-") not in long_load and n != "perf-regression"}
+    expected = {n for n in _flows() if n.removeprefix("load-") not in long_load}
     assert names == expected - {"dr-drill"}  # the drill is the three DR scenarios, which run one by one
