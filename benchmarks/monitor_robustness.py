@@ -3,7 +3,7 @@ is back; memory, interval drift and stalls, checks per second.
 
     .venv/bin/python benchmarks/monitor_robustness.py [--checks 10000] [--interval 0.002] [--blackhole-checks 50]
 
-The monitor is Drillbit's own (``drillbit.synthetic.Monitor`` running ``drillbit.probes.component_health``, one
+The monitor is Drillbit's own (``drillbit.monitor.Monitor`` running ``drillbit.probes.component_health``, one
 pooled HTTP client, 1 s timeout) against a loopback port of its own:
 
 1. **down**: nothing listens on the port (every check is refused at once);
@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from drillbit.monitor import Monitor  # noqa: E402
 from drillbit.probes import as_probe, component_health  # noqa: E402
 from drillbit.selfcheck import CheckRecorder  # noqa: E402
-from drillbit.synthetic import Monitor  # noqa: E402
 
 
 class _Health(BaseHTTPRequestHandler):

@@ -13,9 +13,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+
+if TYPE_CHECKING:
+    from drillbit.config import ResolvedEnvironment
 
 
 class ClientError(RuntimeError):
@@ -222,6 +225,12 @@ class VirtEngineClient:
             return None
         r.raise_for_status()
         return r.json()
+
+
+def client_for(env: ResolvedEnvironment, timeout: float = 10.0) -> VirtEngineClient:
+    """A client of the environment's node, marketplace API and provider endpoints."""
+    ep = env.endpoints
+    return VirtEngineClient(ep.node_rpc, ep.node_rest, ep.api, ep.provider, timeout=timeout)
 
 
 def _filters(filters: dict[str, Any]) -> dict[str, Any]:

@@ -301,3 +301,42 @@ def value_below(name: str, probe: str, threshold: float, phase: str) -> Criterio
         return Verdict(name, outcome, f"{probe} ended {phase} at {last:.3g}", {"last": round(last, 4)})
 
     return Criterion(name, f"< {threshold:g}", check)
+
+
+def min_availability(name: str, probe_names: list[str], minimum: float, phase: str) -> Criterion:
+    """Every listed probe's availability during the phase is at least ``minimum``."""
+
+    def check(tl: Timeline) -> Verdict:
+        shares = {}
+        for p in probe_names:
+            df = tl.select(probe=p, phase=phase)
+            if len(df):
+                shares[p] = round(float(df["ok"].astype(bool).mean()), 4)
+        if not shares:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no samples of {', '.join(probe_names)} during {phase}")
+        worst = min(shares, key=shares.get)
+        outcome = Outcome.PASS if shares[worst] >= minimum else Outcome.FAIL
+        return Verdict(name, outcome, f"lowest: {worst} {shares[worst]:.1%} during {phase}", {"availability": shares})
+
+    return Criterion(name, f"availability ≥ {minimum:.0%}", check)
+
+
+def error_budget(name: str, probe_names: list[str], maximum: float, phase: str) -> Criterion:
+    """The listed probes' failures together, as a share of all their checks during the phase, at most ``maximum``
+    (the client requests of a degraded service)."""
+
+    def check(tl: Timeline) -> Verdict:
+        df = tl.frame
+        df = df[df["probe"].isin(probe_names) & (df["phase"] == phase)]
+        if df.empty:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no client request during {phase}")
+        bad = int((~df["ok"].astype(bool)).sum())
+        rate = bad / len(df)
+        ev = {"requests": len(df), "errors": bad, "error_rate": round(rate, 4)}
+        errors = df.loc[~df["ok"].astype(bool), "error"].dropna()
+        if len(errors):
+            ev["example_error"] = str(errors.iloc[0])[:200]
+        outcome = Outcome.PASS if rate <= maximum else Outcome.FAIL
+        return Verdict(name, outcome, f"{bad} of {len(df)} client requests failed during {phase}", ev)
+
+    return Criterion(name, f"error rate ≤ {maximum:.0%}", check)

@@ -1,4 +1,5 @@
-"""A Jepsen-style history checker for transactions: pure functions over recorded operations and the final chains.
+"""A Jepsen-style history of transactions: the workload that records one (``TxHistory``), and the checker, pure
+functions over the recorded operations and the final chains.
 
 A client records every transaction it submits as an ``Op``: ``ok`` when it was acknowledged (confirmed committed,
 with the height the node reported), ``fail`` when it definitely did not enter (rejected at CheckTx), ``info`` when the
@@ -17,9 +18,19 @@ Unknown (``info``) ops may or may not have committed: both are fine, but never t
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from drillbit.chain import Block, tx_hash
+from drillbit.client import ClientError, VirtEngineClient
+from drillbit.model import Sample
+from drillbit.monitor import Monitor
 
 OpOutcome = Literal["ok", "fail", "info"]
 
@@ -35,14 +46,6 @@ class Op:
     completed_at: float | None = None
     height: int | None = None  # for ok: the height the node reported
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class Block:
-    height: int
-    hash: str
-    last_hash: str
-    tx_hashes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -143,3 +146,86 @@ def _check_ops(result: CheckResult, node: str, ops: list[Op], where: dict[str, l
 def duplicate_submissions(ops: list[Op]) -> list[str]:
     """Tx hashes the client itself submitted more than once (a broken workload, not a broken system)."""
     return sorted(h for h, n in Counter(o.tx_hash for o in ops).items() if n > 1)
+
+
+# ------------------------------------------------------------------------------------------------ the workload
+
+
+class TxHistory(Monitor):
+    """Submits a tx every ``interval`` s to the next node (round robin) and records every op in ``ops``.
+
+    Confirmation (``/tx`` on the node it was sent to) is awaited in a small pool, so a node that never confirms does
+    not hold back the others. Each op becomes a sample of probe ``tx:<node>`` when it completes. Each tx is a
+    ``provider/update`` of ``signer`` carrying a unique attribute, so no two txs are alike.
+    """
+
+    def __init__(
+        self,
+        nodes: dict[str, VirtEngineClient],
+        interval: float,
+        confirm_timeout: float,
+        signer: str = "drillbit-history",
+        host_uri: str = "https://history.drillbit.invalid",
+    ) -> None:
+        super().__init__("tx", interval, self.probe)
+        self.nodes, self.confirm_timeout = nodes, confirm_timeout
+        self.signer, self.host_uri = signer, host_uri
+        self.ops: list[Op] = []
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def _pick(self) -> str:
+        with self._lock:
+            name = list(self.nodes)[self._next % len(self.nodes)]
+            self._next += 1
+        return name
+
+    def _send(self, node: str) -> tuple[float, str | None, Op | None]:
+        """Broadcast one tx; returns (invoked_at, hash to confirm or None, the op if already decided)."""
+        msg: dict[str, Any] = {"owner": self.signer, "host_uri": self.host_uri}
+        msg["attributes"] = [{"key": "seq", "value": str(time.time_ns())}]
+        c = self.nodes[node]
+        raw = c.tx_builder.build("provider/update", self.signer, msg)
+        hash_ = tx_hash(raw)
+        t0 = time.time()
+        try:
+            sent = c.broadcast(raw)
+        except ClientError as exc:  # it may or may not have reached the mempool
+            return t0, None, Op(hash_, node, t0, "info", time.time(), error=str(exc)[:200])
+        if sent.code != 0:
+            return t0, None, Op(hash_, node, t0, "fail", time.time(), error=f"CheckTx {sent.code}")
+        return t0, hash_, None
+
+    def _confirm(self, node: str, hash_: str, t0: float) -> Op:
+        try:
+            result = self.nodes[node].wait_tx(hash_, timeout=self.confirm_timeout)
+        except ClientError as exc:
+            return Op(hash_, node, t0, "info", time.time(), error=str(exc)[:200])
+        return Op(hash_, node, t0, "ok", time.time(), result.height)
+
+    def _record(self, op: Op) -> Sample:
+        with self._lock:
+            self.ops.append(op)
+        took = (op.completed_at or time.time()) - op.invoked_at
+        return Sample(f"tx:{op.node}", op.invoked_at, op.outcome == "ok", took, op.height, op.error)
+
+    def _one(self, node: str, on_sample: Callable[[Sample], None]) -> None:
+        t0, hash_, op = self._send(node)
+        on_sample(self._record(op or self._confirm(node, hash_ or "", t0)))
+
+    def probe(self) -> Sample:
+        """One op, submitted and confirmed synchronously (the steady-state check)."""
+        node = self._pick()
+        t0, hash_, op = self._send(node)
+        return self._record(op or self._confirm(node, hash_ or "", t0))
+
+    def run(self, on_sample, *, duration=None, count=None, stop: threading.Event | None = None) -> int:
+        stop = stop or threading.Event()
+        deadline = time.monotonic() + duration if duration is not None else math.inf
+        n = 0
+        with ThreadPoolExecutor(max_workers=16, thread_name_prefix="tx-confirm") as pool:
+            while not stop.is_set() and time.monotonic() < deadline and (count is None or n < count):
+                pool.submit(self._one, self._pick(), on_sample)
+                n += 1
+                stop.wait(self.interval)
+        return n

@@ -17,9 +17,13 @@ import httpx
 
 from drillbit.client import ClientError, VirtEngineClient
 from drillbit.model import Sample
+from drillbit.poll import wait_until
 
 Check = Callable[[], float | None]  # raises on failure; may return a measured value
 Probe = Callable[[], Sample]
+
+
+POLL_ERRORS = (ClientError, httpx.HTTPError)  # what a poll of the VirtEngine client treats as "not yet"
 
 
 class CheckFailed(Exception):
@@ -127,10 +131,22 @@ def deployment_provisioning(
         t0 = time.monotonic()
         client.create_deployment(owner, dseq)
         try:
-            bids = wait_until(lambda: client.bids(owner=owner, dseq=dseq, state="open"), bid_timeout, "a bid")
+            bids = wait_until(
+                lambda: client.bids(owner=owner, dseq=dseq, state="open"),
+                bid_timeout,
+                "a bid",
+                errors=POLL_ERRORS,
+                raises=CheckFailed,
+            )
             client.create_lease(bids[0]["id"])
             remaining = max(1.0, timeout - (time.monotonic() - t0))
-            wait_until(lambda: _running(client, bids[0]["id"]), remaining, "the workload to run")
+            wait_until(
+                lambda: _running(client, bids[0]["id"]),
+                remaining,
+                "the workload to run",
+                errors=POLL_ERRORS,
+                raises=CheckFailed,
+            )
             return time.monotonic() - t0
         finally:
             with contextlib.suppress(ClientError):  # best effort here; the E2E flow grades closing explicitly
@@ -142,23 +158,6 @@ def deployment_provisioning(
 def _running(client: VirtEngineClient, lease_id: dict[str, Any]) -> bool:
     status = client.lease_status(lease_id)
     return bool(status and status.get("state") == "running")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Poll ``predicate`` until it returns something truthy; raise CheckFailed naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (ClientError, httpx.HTTPError) as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            suffix = f" (last error: {last_error})" if last_error else ""
-            raise CheckFailed(f"no {what} within {timeout:.0f} s{suffix}")
-        time.sleep(interval)
 
 
 # ----------------------------------------------------------------------------------------- probes for experiments
@@ -265,7 +264,14 @@ def bid_placement(client: VirtEngineClient, owner: str = "drillbit-bidprobe", ti
         client.create_deployment(owner, dseq)
         t0 = time.monotonic()
         try:
-            wait_until(lambda: client.bids(owner=owner, dseq=dseq), timeout, "a bid", interval=0.1)
+            wait_until(
+                lambda: client.bids(owner=owner, dseq=dseq),
+                timeout,
+                "a bid",
+                interval=0.1,
+                errors=POLL_ERRORS,
+                raises=CheckFailed,
+            )
             return time.monotonic() - t0
         finally:
             with contextlib.suppress(ClientError):

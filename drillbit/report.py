@@ -114,6 +114,11 @@ def plot_timeline(
         for ax in axes[:, 0]:
             ax.axvline(e["ts"] - t0, color="#555", lw=0.8, ls=":")
     axes[-1, 0].set_xlabel("seconds since start (phases: " + ", ".join(n for n, _, _ in timeline.phases) + ")")
+    return save_figure(fig, path, title)
+
+
+def save_figure(fig: Any, path: Path, title: str) -> Path:
+    """Title, lay out, write as PNG (the folder is made) and free the figure."""
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

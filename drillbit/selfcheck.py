@@ -138,12 +138,15 @@ def plan_kills(n: int, seed: int, faults: Iterable[str] = FAULTS) -> list[KillPl
 
 def build_fault(spec: dict[str, Any]) -> Any:
     """The fault of one experiment; every name it creates carries ``spec["tag"]``."""
-    from drillbit.faults.chaosmesh import pod_kill
-    from drillbit.faults.kubernetes import ChaosMeshFault, KubeConnection
+    from drillbit.faults.chaos_mesh import ChaosMeshFault
+    from drillbit.faults.disk import DiskPressure
     from drillbit.faults.memory import MemoryPressure
+    from drillbit.faults.network import NetworkLatency
     from drillbit.faults.overload import Overload
     from drillbit.faults.partition import Partition
-    from drillbit.faults.sandbox import DiskPressure, NetworkLatency, PodKill, PortBlock
+    from drillbit.faults.platform.kubernetes import KubeConnection
+    from drillbit.faults.pod_kill import PodKill, pod_kill
+    from drillbit.faults.port_block import PortBlock
 
     kind, tag, ep = spec["fault"], spec["tag"], spec["endpoints"]
     if kind == "pod-kill":
@@ -376,7 +379,9 @@ def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
 
 
 @dataclass
-class Experiment:
+class KillTrial:
+    """One trial of the crash soak: a fault runner killed at a planned moment, then cleanup, then a leftover scan."""
+
     plan: KillPlan
     tag: str
     phase: str = ""  # before | during | after (as the runner's own progress lines show)
@@ -397,7 +402,7 @@ class Experiment:
 @dataclass
 class SoakReport:
     seed: int
-    experiments: list[Experiment]
+    experiments: list[KillTrial]
     seconds: float
 
     @property
@@ -405,7 +410,7 @@ class SoakReport:
         return sum(e.leftover_count for e in self.experiments)
 
     @property
-    def runner_errors(self) -> list[Experiment]:
+    def runner_errors(self) -> list[KillTrial]:
         return [e for e in self.experiments if e.runner_error]
 
     def by_category(self) -> Counter[str]:
@@ -493,10 +498,10 @@ class CrashSoak:
             )
         return SoakReport(self.seed, out, round(time.monotonic() - t0, 1))
 
-    def experiment(self, plan: KillPlan) -> Experiment:
+    def experiment(self, plan: KillPlan) -> KillTrial:
         t0 = time.monotonic()
         tag = f"{self.token}x{plan.index:03d}"
-        e = Experiment(plan, tag)
+        e = KillTrial(plan, tag)
         self.wait_sandbox_ready()
         e.timings["ready"] = round(time.monotonic() - t0, 2)
         homes = supervised_cgroups(self.ep["supervisor"])
@@ -541,7 +546,7 @@ class CrashSoak:
         env |= {"DRILLBIT_HOME": str(self.home), "DRILLBIT_LEDGER": str(self.ledger.root), TAG_ENV: tag}
         return env
 
-    def _kill_runner(self, plan: KillPlan, spec_path: Path, tag: str, e: Experiment) -> list[str]:
+    def _kill_runner(self, plan: KillPlan, spec_path: Path, tag: str, e: KillTrial) -> list[str]:
         """Start the runner, SIGKILL it per ``plan``; its progress lines (everything it printed)."""
         cmd = [sys.executable, "-m", "drillbit.selfcheck", "runner", str(spec_path)]
         err_path = self.workdir / f"runner-{tag}.err"
@@ -597,7 +602,7 @@ class CrashSoak:
     def cleanup(self) -> tuple[int, int]:
         """``drillbit cleanup`` in a fresh process (the CLI); (exit code, faults it reverted)."""
         exe = Path(sys.executable).with_name("drillbit")
-        cmd = [str(exe), "cleanup"] if exe.exists() else [sys.executable, "-c", "from drillbit.cli import app; app()"]
+        cmd = [str(exe), "cleanup"] if exe.exists() else [sys.executable, "-c", "from cli.app import app; app()"]
         if not exe.exists():
             cmd.append("cleanup")
         before = len(self.ledger.pending())

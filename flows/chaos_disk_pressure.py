@@ -1,120 +1,19 @@
-"""Chaos: disk pressure on a validator's data volume. Hypothesis: the system handles disk pressure gracefully
-(seed experiment 3: 4 workers, 1 GB): the pressure is detected, the alert fires, degradation is graceful and the
-system recovers once the pressure is gone."""
+"""Flow: chaos, disk pressure on a validator's data volume (seed experiment 3). The experiment itself is
+``drillbit.scenarios.chaos.disk_pressure``; this flow resolves the environment and runs it."""
 
 from __future__ import annotations
 
-import random
-from typing import Literal
-
 from prefect import flow
-from pydantic import Field
 
-from drillbit import criteria, probes
-from drillbit import sandbox as sbx
-from drillbit.faults.base import FaultError
-from drillbit.faults.sandbox import DiskPressure, select_targets
-from drillbit.synthetic import Monitor
-from flows import chaos_k8s
-from flows.experiment import Experiment, ExperimentParams, run_experiment
+from drillbit.scenarios.chaos.disk_pressure import DiskPressureParams, build
 from tasks.recover import revert_on_crash
-from tasks.targets import client_for, resolve_environment
+from tasks.runner import current_flow_run_id, run_experiment
+from tasks.targets import resolve_environment
 
-
-class DiskPressureParams(ExperimentParams):
-    duration: float = Field(1800.0, gt=0, le=86_400, description="Seconds of pressure (seed: 30 min)")
-    target: str = Field("node", description="Role whose data volume is filled")
-    workers: int = Field(4, ge=0, le=64, description="I/O workers (seed: 4)")
-    size_bytes: int = Field(1 << 30, gt=0, description="Most bytes written to fill the volume (seed: 1 GB)")
-    fill_percent: float = Field(90.0, gt=0, lt=100, description="Fill the volume up to this share")
-    io_bytes: int = Field(32 << 20, gt=0, description="Bytes each worker writes per pass")
-    expected_alerts: list[str] = Field(
-        default_factory=lambda: ["DiskSpaceLow", "DiskSpaceCritical"],
-        description="Any of these must fire; on Kubernetes (IOChaos, no filling) name your slow/failing-I/O alerts",
-    )
-    detect_above: float = Field(0.85, gt=0, lt=1, description="Used ratio that counts as pressure detected")
-    max_error_rate: float = Field(0.05, ge=0, le=1, description="Graceful: client error rate during the pressure")
-    recover_within: float = Field(30.0, gt=0, description="Seconds to be healthy again after the pressure ends")
-    seed: int | None = None
-    volume_path: str = Field("/root/.virtengine", description="Kubernetes: mountPath of the target's data volume")
-    io_action: Literal["latency", "fault"] = Field(
-        "latency", description="Kubernetes IOChaos: slow file operations, or fail them with ENOSPC (disk full)"
-    )
-    io_delay_ms: float = Field(100.0, gt=0, le=60_000, description="Kubernetes IOChaos latency per file operation")
-    io_percent: int = Field(50, ge=1, le=100, description="Kubernetes IOChaos: percent of file operations hit")
-    detect_query: str | None = Field(
-        None, description="Kubernetes: PromQL whose value rises above detect_above while the I/O fault is in place"
-    )
+__all__ = ["DiskPressureParams", "chaos_disk_pressure"]
 
 
 @flow(name="chaos-disk-pressure", on_crashed=[revert_on_crash], on_cancellation=[revert_on_crash])
 def chaos_disk_pressure(params: DiskPressureParams = DiskPressureParams()) -> dict:
     env = resolve_environment(params.environment, params.config_path, destructive=True)
-    prom = env.endpoints.prometheus
-    if env.platform == "kubernetes":
-        # IOChaos on the data volume: it slows or fails file operations but does not fill the volume
-        fault = chaos_k8s.io_pressure(env, params)
-        name, query = params.target, params.detect_query
-    else:
-        ep = sbx.endpoints()
-        volumes = ep.get("volumes", {})
-        with_volume = {n: c for n, c in ep["components"].items() if n in volumes}
-        if not with_volume:
-            raise FaultError("this sandbox has no bounded data volumes; restart it with the current launcher")
-        safety = env.spec.safety
-        (name,) = select_targets(
-            with_volume,
-            env.selector(params.target),
-            "one",
-            max_targets=safety.max_targets,
-            rng=random.Random(params.seed),
-        )
-        volume = volumes[name]
-        fault = DiskPressure(
-            volume["path"],
-            params.fill_percent,
-            params.size_bytes,
-            params.workers,
-            params.io_bytes,
-            params.duration + 30,
-        )
-        query = f'max(virtengine_filesystem_used_ratio{{component="{volume["holds"]}"}})'
-    detect = bool(prom and query)
-    client = client_for(env, timeout=10.0)
-    iv = params.interval
-    monitors = [
-        Monitor("tx-submission", max(iv, 2.0), probes.as_probe("tx-submission", probes.tx_submission(client))),
-        Monitor("chain-query", iv, probes.as_probe("chain-query", probes.chain_query(client))),
-    ]
-    if env.endpoints.api:
-        monitors.append(Monitor("market-query", iv, probes.as_probe("market-query", probes.market_query(client))))
-    if detect:
-        ratio = probes.as_probe("disk-used-ratio", probes.prometheus_value(prom, query))
-        monitors.append(Monitor("disk-used-ratio", iv, ratio))
-
-    def grade_with(_detail: dict) -> list:
-        out = []
-        if detect:
-            out.append(criteria.value_above("pressure detected", "disk-used-ratio", params.detect_above, "injection"))
-        elif env.platform == "kubernetes":
-            why = "IOChaos does not fill the volume; set detect_query (and prometheus) to grade detection"
-            out.append(chaos_k8s.not_exercised("pressure detected", why))
-        out += [
-            criteria.alerts_fired("alerts fired", params.expected_alerts),
-            criteria.error_rate("graceful degradation: tx", "tx-submission", params.max_error_rate, phase="injection"),
-            criteria.error_rate(
-                "graceful degradation: queries", "chain-query", params.max_error_rate, phase="injection"
-            ),
-            criteria.recovered_within("recovered", "tx-submission", "revert", params.recover_within),
-        ]
-        if detect:
-            out.append(criteria.value_below("volume freed", "disk-used-ratio", params.detect_above, "recovery"))
-        return out
-
-    exp = Experiment(
-        "chaos-disk-pressure", env, params, fault, monitors, grade_with, guarded_probes=["chain-query"], scenario=name
-    )
-    try:
-        return run_experiment(exp)
-    finally:
-        client.close()
+    return run_experiment(build(env, params, run_id=current_flow_run_id()))

@@ -1,67 +1,52 @@
-"""Every flow by its kebab-case name: the same names in the CLI, the Prefect UI and the calendar."""
+"""Every flow by its kebab-case name, as Prefect flow objects: the catalogue (drillbit/catalog.py) says where each
+one lives; this module imports them. ``load(name)`` imports one flow module, ``FLOWS`` (built on first use) all."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
 
-from flows.chaos_db_failure import chaos_db_failure
-from flows.chaos_disk_pressure import chaos_disk_pressure
-from flows.chaos_network_latency import chaos_network_latency
-from flows.chaos_pod_kill import chaos_pod_kill
-from flows.dr_db_corruption import dr_db_corruption
-from flows.dr_dc_loss import dr_dc_loss
-from flows.dr_drill import dr_drill
-from flows.dr_rebuild import dr_rebuild
-from flows.e2e import e2e
-from flows.failure_cascading import cascading_failure
-from flows.failure_resource_exhaustion import resource_exhaustion
-from flows.failure_split_brain import split_brain
-from flows.gameday import gameday
-from flows.load import breaking_point, burst, deployments, load, load_smoke, soak, stress, sustained
-from flows.perf_regression import perf_regression
-from flows.synthetic import synthetic
+from drillbit import catalog
 
-ALL = (
-    synthetic,
-    e2e,
-    load_smoke,
-    load,
-    stress,
-    soak,
-    sustained,
-    burst,
-    deployments,
-    breaking_point,
-    perf_regression,
-    chaos_pod_kill,
-    chaos_network_latency,
-    chaos_disk_pressure,
-    chaos_db_failure,
-    cascading_failure,
-    split_brain,
-    resource_exhaustion,
-    dr_dc_loss,
-    dr_db_corruption,
-    dr_rebuild,
-    dr_drill,
-    gameday,
-)
-FLOWS = {f.name: f for f in ALL}
+
+@cache
+def load(name: str) -> Any:
+    """The Prefect flow object of one catalogue entry (imports only its module)."""
+    spec = catalog.get(name)
+    return getattr(importlib.import_module(spec.module), spec.function)
 
 
 def params_model(flow: Any) -> type[BaseModel]:
-    """The pydantic model of a flow's ``params`` argument."""
+    """The pydantic model of a flow's ``params`` argument, from its catalogue entry."""
+    return catalog.params_model(flow.name)
+
+
+def annotated_params(flow: Any) -> Any:
+    """The model the flow function's ``params`` argument is annotated with (checked against the catalogue)."""
     ann = inspect.signature(flow.fn).parameters["params"].annotation
     if isinstance(ann, str):  # from __future__ annotations
         ann = flow.fn.__globals__[ann]
     return ann
 
 
-def describe(flow: Any) -> str:
-    """The flow's own description (several flows share a module), else its module's first docstring line."""
-    text = getattr(flow, "description", None) or inspect.getdoc(inspect.getmodule(flow.fn)) or ""
-    first = " ".join(text.strip().split("\n\n")[0].split())
-    return first if len(first) <= 160 else first[:157].rsplit(" ", 1)[0] + " ..."
+def check() -> list[str]:
+    """Where the flows and the catalogue disagree: a flow's name, or the model its ``params`` is annotated with."""
+    problems = []
+    for spec in catalog.CATALOG:
+        flow = load(spec.name)
+        if flow.name != spec.name:
+            problems.append(f"{spec.entrypoint}: the flow is named {flow.name!r}, the catalogue says {spec.name!r}")
+        if (ann := annotated_params(flow)) is not catalog.params_model(spec.name):
+            problems.append(f"{spec.entrypoint}: params is {ann!r}, the catalogue says {spec.params}")
+    return problems
+
+
+def __getattr__(attr: str) -> Any:
+    # FLOWS is built on first use, so that importing this module (for load) does not import every flow
+    if attr == "FLOWS":
+        return {name: load(name) for name in catalog.names()}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from drillbit import runner
 from drillbit.model import Criterion, Timeline, Verdict
 
 
 @task(cache_policy=NO_CACHE, name="grade")
 def grade(timeline: Timeline, criteria: list[Criterion]) -> list[Verdict]:
-    return [c.grade(timeline) for c in criteria]
+    return runner.grade(timeline, criteria)

@@ -1,4 +1,5 @@
-"""Load tasks: preflight, the Locust subprocess, analysis, leftovers cleanup, plots.
+"""Load tasks: preflight, the Locust subprocess, analysis, leftovers cleanup, plots, the stored runs perf-regression
+compares; and ``run_load``, the body every load flow shares (these tasks in order, then grading and publishing).
 
 Retries only where repeating is harmless: the preflight and the cleanup, and the generator only when Locust recorded
 nothing (it never started, so no load was offered). Analysis and grading are never retried.
@@ -16,10 +17,16 @@ from prefect.logging import get_run_logger
 
 from drillbit.client import ClientError
 from drillbit.config import ResolvedEnvironment
-from drillbit.load import plots, runner
+from drillbit.load import plots, regression, runner
 from drillbit.load import results as res
 from drillbit.load.scenarios import Scenario
-from tasks.targets import client_for
+from drillbit.model import RunRecord
+from drillbit.scenarios.load import LoadParams, leftover_owners, load_criteria, load_metrics, per_second_timeline
+from drillbit.store import ResultsStore
+from tasks.grade import grade
+from tasks.report import artifacts_dir, persist_and_publish
+from tasks.runner import new_record
+from tasks.targets import client_for, resolve_environment
 
 
 class TargetUnavailable(RuntimeError):
@@ -125,3 +132,45 @@ def plot(data: res.LoadData, scenario: Scenario, path: str, title: str) -> str |
         ps, data.phases, data.t0, Path(path), title=title, target_rate=target, p95_budget=scenario.p95_budget
     )
     return str(png) if png else None
+
+
+@task(name="load-candidate", cache_policy=NO_CACHE)
+def load_run(run_id: str) -> RunRecord:
+    return regression.find_run(ResultsStore(), run_id)
+
+
+@task(name="find-baseline", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def baseline_for(candidate: RunRecord, baseline_id: str | None) -> RunRecord | None:
+    return regression.find_baseline(ResultsStore(), candidate, baseline_id)
+
+
+# ------------------------------------------------------------------------------------------ the load flows' body
+
+
+def run_load(flow_name: str, params: LoadParams, required_rate: float | None = None) -> dict:
+    """Preflight → generate (Locust subprocess) → analyse → grade → plot → persist and publish."""
+    scenario = params.scenario()
+    env = resolve_environment(params.environment, params.config_path)
+    record = new_record(flow_name, env.name, params, scenario=scenario.key)
+    out_dir = artifacts_dir(record) / "locust"
+    urls = preflight(env, scenario)
+    try:
+        generated = generate(scenario, urls, str(out_dir), params.processes)
+        data = analyse(str(out_dir))
+    finally:
+        if scenario.target == "deployments":
+            owners = leftover_owners(out_dir)
+            if owners:
+                close_leftover_deployments(env, owners)
+    # the timeline may hold millions of samples: the grade task never hashes its inputs (no cache)
+    record.finish(grade(data.timeline(), load_criteria(scenario, data, required_rate)))
+    record.metrics = load_metrics(scenario, data, generated, required_rate)
+    png = plot(
+        data, scenario, str(artifacts_dir(record) / "load.png"), f"{flow_name} {scenario.key} — {record.outcome}"
+    )
+    if png:
+        record.artifacts["load_png"] = png
+    record.artifacts["locust_dir"] = str(out_dir)
+    summary = per_second_timeline(data, scenario)
+    thresholds = {f"per-second:{scenario.primary}": scenario.p95_budget}
+    return persist_and_publish(record, summary, thresholds=thresholds).to_dict()

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from drillbit import report
+from drillbit.calendar import periods_s
 from drillbit.model import RunRecord, Sample, Timeline
 from drillbit.paths import drillbit_home
 from drillbit.score import Component, resilience_score
@@ -82,8 +83,6 @@ def score_markdown(environment: str, score: float, parts: list[Component]) -> st
 def publish_resilience_score(environment: str, results_url: str | None = None) -> float:
     """Compute the environment's resilience score from the stored runs and publish it as a markdown artifact
     (key ``resilience-score-<environment>``, one version per run)."""
-    from deployments.calendar import periods_s
-
     records = ResultsStore(results_url).list(environment=environment, limit=5000)
     score, parts = resilience_score(records, periods_s(), environment=environment)
     create_markdown_artifact(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from drillbit import config
+from drillbit import client, config
 from drillbit.client import VirtEngineClient
 from drillbit.config import ResolvedEnvironment
 
@@ -18,5 +18,4 @@ def resolve_environment(
 
 
 def client_for(env: ResolvedEnvironment, timeout: float = 10.0) -> VirtEngineClient:
-    ep = env.endpoints
-    return VirtEngineClient(ep.node_rpc, ep.node_rest, ep.api, ep.provider, timeout=timeout)
+    return client.client_for(env, timeout)

@@ -5,6 +5,10 @@ The order is the safety guarantee:
 2. a reaper process is started that reverts the fault when its time-to-live expires, whatever happens to us;
 3. the fault is applied (if applying fails half-way, it is reverted at once);
 4. revert runs the undo steps in reverse, stops the reaper and clears the ledger entry — only after success.
+
+Whoever reverts (this process, the reaper, ``drillbit cleanup`` in a fresh process) goes through ``revert``, which
+first makes sure every driver the entry names is registered (``drivers.ensure_drivers``: the platform modules
+register theirs when imported).
 """
 
 from __future__ import annotations
@@ -19,13 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drillbit.faults.drivers import ensure_drivers
+from drillbit.faults.errors import FaultError
 from drillbit.faults.ledger import Handle, Ledger
 from drillbit.faults.undo import UndoError, run_step
 from drillbit.paths import drillbit_home
-
-
-class FaultError(RuntimeError):
-    """A fault could not be planned or injected; nothing is left injected when this is raised."""
 
 
 @dataclass
@@ -106,6 +108,7 @@ class Fault(ABC):
 def revert(handle: Handle, ledger: Ledger | None = None) -> None:
     """Run the undo steps (reverse order), stop the reaper, clear the entry. Raises UndoError if a step failed."""
     ledger = ledger or Ledger()
+    ensure_drivers(handle.undo)
     errors = []
     for step in reversed(handle.undo):
         try:

@@ -19,20 +19,23 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import subprocess
 import time
 import uuid
-import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
 from drillbit.faults.base import Fault, FaultError, Plan
 from drillbit.faults.ledger import Handle
+from drillbit.faults.platform import chaosmesh
+from drillbit.faults.platform import sandbox as sbx
 from drillbit.faults.undo import process_identity
 
 CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
 MIB = 1 << 20
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)$", re.IGNORECASE)  # a StressChaos memory size
 
 
 def memory_cgroup(pid: int) -> str:
@@ -113,13 +116,7 @@ class MemoryPressure(Fault):
         return Plan(self.kind, [f"{self.component} (pid {pid})"], detail)
 
     def _pid(self) -> int:
-        try:
-            info = xmlrpc.client.ServerProxy(self.supervisor).supervisor.getProcessInfo(self.component)
-        except (OSError, xmlrpc.client.Error) as exc:
-            raise FaultError(f"cannot ask the supervisor about {self.component}: {exc}") from exc
-        if info.get("statename") != "RUNNING" or int(info.get("pid") or 0) <= 0:
-            raise FaultError(f"{self.component} is not running ({info.get('statename')})")
-        return int(info["pid"])
+        return sbx.running_pid(self.supervisor, self.component)
 
     def undo_steps(self, plan: Plan) -> list[dict[str, Any]]:
         d = plan.detail
@@ -167,3 +164,49 @@ class MemoryPressure(Fault):
             usage = read_int(self.path / "memory.usage_in_bytes")
         time.sleep(0.3)  # the last pages of the worker
         return max(usage, read_int(self.path / "memory.usage_in_bytes"))
+
+
+# ------------------------------------------------------------------------------------------------ Chaos Mesh
+
+
+def _workers(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192:
+        raise FaultError(f"{field}: {value!r} must be a whole number within 1..8192")
+    return value
+
+
+def stress(
+    *,
+    namespace: str,
+    labels: dict[str, str],
+    run_id: str,
+    memory_size: str | None = None,
+    memory_workers: int = 1,
+    cpu_workers: int | None = None,
+    cpu_load: int | None = None,
+    container_names: list[str] | None = None,
+    mode: str = "one",
+    value: float | None = None,
+    duration: str | float = "10m",
+    chaos_namespace: str = "chaos-testing",
+    name: str | None = None,
+) -> dict[str, Any]:
+    """StressChaos: ``memory`` (workers each holding ``memory_size``, e.g. 256MB or 25%) and/or ``cpu`` stressors."""
+    stressors: dict[str, Any] = {}
+    if memory_size is not None:
+        if not isinstance(memory_size, str) or not _SIZE.match(memory_size):
+            raise FaultError(f"spec.stressors.memory.size: {memory_size!r} is not a size; use e.g. 256MB, 1GB or 25%")
+        workers = _workers(memory_workers, "spec.stressors.memory.workers")
+        stressors["memory"] = {"workers": workers, "size": memory_size}
+    if cpu_workers is not None:
+        stressors["cpu"] = {"workers": _workers(cpu_workers, "spec.stressors.cpu.workers")}
+        if cpu_load is not None:
+            if isinstance(cpu_load, bool) or not isinstance(cpu_load, int) or not 0 <= cpu_load <= 100:
+                raise FaultError(f"spec.stressors.cpu.load: {cpu_load!r} must be a whole percentage within 0..100")
+            stressors["cpu"]["load"] = cpu_load
+    if not stressors:
+        raise FaultError("spec.stressors: give memory_size and/or cpu_workers (StressChaos v2 has cpu and memory only)")
+    spec = {**chaosmesh.base_spec(namespace, labels, mode, value, duration), "stressors": stressors}
+    if container_names:
+        spec["containerNames"] = list(container_names)
+    return chaosmesh.build_manifest("StressChaos", "stress", spec, run_id, chaos_namespace, name)

@@ -2,6 +2,8 @@
 
 Started detached for every injected fault. It waits until the fault's time-to-live expires (or until the entry is
 cleared by a normal revert, then exits), then reverts the fault from its ledger entry. It outlives a SIGKILLed runner.
+``base.revert`` first loads the undo drivers the entry names (``drivers.ensure_drivers``), whatever platform recorded
+them.
 """
 
 from __future__ import annotations

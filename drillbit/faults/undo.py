@@ -2,6 +2,11 @@
 
 Every driver is idempotent: reverting something already gone counts as success. A driver raises ``UndoError`` only
 when the fault may still be in place.
+
+This module holds the registry (``DRIVERS``, ``@driver(name)``) and the local step kinds: nft table, fault-proxy toxic
+and proxy enable, process, file, mount, cgroup, supervisor start, SIGCONT, noop. It imports no platform module: each
+platform module registers its own step kinds when imported (``drillbit.faults.drivers`` loads them all). The names
+are recorded in ledger files and must never change.
 """
 
 from __future__ import annotations
@@ -34,8 +39,7 @@ def driver(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[
 
 
 def run_step(step: dict[str, Any]) -> None:
-    if str(step.get("driver", "")).startswith("k8s_"):
-        import drillbit.faults.kubernetes  # noqa: F401  (registers the k8s_* drivers in a fresh process)
+    """Run one undo step with its registered driver (platform drivers: see ``drillbit.faults.drivers``)."""
     fn = DRIVERS.get(step.get("driver", ""))
     if fn is None:
         raise UndoError(f"unknown undo driver {step.get('driver')!r}")

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from drillbit.report import PHASE_COLOURS
+from drillbit.report import PHASE_COLOURS, save_figure
 
 
 def plot_load(
@@ -59,9 +59,4 @@ def plot_load(
     bottom.set_ylabel("latency (s), by intended start")
     bottom.set_xlabel("seconds since the schedule started (phases: " + ", ".join(p[0] for p in phases[:6]) + ")")
     bottom.legend(loc="upper left", fontsize=7, ncol=5)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,16 +42,11 @@ def client_for(ep: dict[str, Any], timeout: float = 10.0) -> VirtEngineClient:
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
-    """Poll until predicate() is truthy; return its value or fail with `what`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            last = predicate()
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {last!r})")
+    """Poll until predicate() is truthy; return its value or fail with `what`: tests.support.wait_for (which retries
+    on any Exception), in the argument order the integration tests call it with."""
+    from tests.support import wait_for as poll
+
+    return poll(predicate, timeout, what=what, interval=interval)
 
 
 @contextlib.contextmanager

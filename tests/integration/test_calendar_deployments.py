@@ -80,7 +80,7 @@ def served(prefect_api, drillbit_home, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed in the finalizer
     proc = subprocess.Popen(
-        [sys.executable, "-m", "drillbit.cli", "deploy", "--target", "sandbox", "--paused"],
+        [sys.executable, "-m", "cli.app", "deploy", "--target", "sandbox", "--paused"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -105,7 +105,7 @@ def client_call(api_url: str, fn):
 
 
 def expected_deployments():
-    from deployments.calendar import plan
+    from drillbit.calendar import plan
     from drillbit.config import DrillbitConfig
 
     deploy, _ = plan(DrillbitConfig(), target="sandbox")

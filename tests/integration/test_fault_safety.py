@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from drillbit.faults.base import cleanup, revert
+from drillbit.faults.disk import DiskPressure
 from drillbit.faults.ledger import Ledger
-from drillbit.faults.sandbox import DiskPressure, PortBlock
+from drillbit.faults.port_block import PortBlock
 from tests.integration.helpers import nft_tables, wait_for
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ def test_cleanup_reverts_what_a_sigkilled_runner_left(ledger, tmp_path):
         import sys, time
         from pathlib import Path
         from drillbit.faults.ledger import Ledger
-        from drillbit.faults.sandbox import PortBlock
+        from drillbit.faults.port_block import PortBlock
         f = PortBlock(port=54997)
         f.inject(ttl=300, ledger=Ledger(Path({str(ledger.root)!r})))
         print(f.table, flush=True)

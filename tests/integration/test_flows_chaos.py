@@ -94,7 +94,7 @@ def test_disk_pressure_is_detected_alerted_and_recovered(prefect_server):
 def test_cli_dry_run_prints_the_selected_targets_and_criteria_and_injects_nothing(prefect_server, sandbox):
     from typer.testing import CliRunner
 
-    from drillbit.cli import app
+    from cli.app import app
 
     before = nft_tables()
     result = CliRunner().invoke(app, ["run", "chaos-pod-kill", "--dry-run", "--set", "duration=5"])

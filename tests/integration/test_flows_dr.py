@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from drillbit import dr_ops as ops
+from drillbit.scenarios.dr import operations as ops
 from drillbit.store import ResultsStore
 from tests.integration.helpers import running_sandbox, wait_for
 

@@ -35,7 +35,7 @@ def test_resilience_score_artifact_is_published_after_a_flow_run(prefect_server,
     latest = after[-1]
     assert latest.type == "markdown" and latest.flow_run_id is not None
 
-    from deployments.calendar import periods_s
+    from drillbit.calendar import periods_s
 
     score, parts = resilience_score(
         ResultsStore().list(environment="sandbox", limit=5000), periods_s(), environment="sandbox"

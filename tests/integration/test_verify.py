@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
+from cli.verify import VERIFY_OFFSET, VERIFY_RUN_DIR
 from drillbit import sandbox as sbx
-from flows.verify import VERIFY_OFFSET, VERIFY_RUN_DIR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,7 +25,7 @@ def test_verify_reports_the_weakness_caught_and_no_false_alarm(drillbit_home):
             [
                 sys.executable,
                 "-m",
-                "drillbit.cli",
+                "cli.app",
                 "verify",
                 "--weakness",
                 "no-write-queue",
@@ -47,7 +47,7 @@ def test_verify_reports_the_weakness_caught_and_no_false_alarm(drillbit_home):
 
 def test_verify_refuses_an_unknown_weakness_before_starting_anything():
     out = subprocess.run(
-        [sys.executable, "-m", "drillbit.cli", "verify", "--weakness", "no-such-thing"], capture_output=True, text=True
+        [sys.executable, "-m", "cli.app", "verify", "--weakness", "no-such-thing"], capture_output=True, text=True
     )
     assert out.returncode == 2 and "no catching flow registered for no-such-thing" in out.stdout
     assert not VERIFY_RUN_DIR.exists()

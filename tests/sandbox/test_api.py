@@ -7,6 +7,7 @@ PostgreSQL can "blackhole" the database (stop forwarding bytes without closing a
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pathlib
@@ -30,6 +31,9 @@ import httpx
 import psycopg
 import pytest
 
+from tests import support
+from tests.support import free_port, pid_alive, stop_process
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "infra" / "sandbox"
 sys.path.insert(0, str(SANDBOX))
@@ -44,25 +48,8 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except (httpx.HTTPError, psycopg.Error, OSError) as exc:
-            last_exc, value = exc, None
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last error: {last_exc!r})")
+# polls here retry on these errors only (a process or the database not answering yet); any other fails at once
+wait_for = functools.partial(support.wait_for, interval=0.05, errors=(httpx.HTTPError, psycopg.Error, OSError))
 
 
 # ------------------------------------------------------------------------------------------------------- PostgreSQL
@@ -107,7 +94,7 @@ class Postgres:
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(self._ready, 30, "PostgreSQL to accept connections", interval=0.1)
+        wait_for(self._ready, 30, "PostgreSQL to accept connections", interval=0.1)
 
     def _ready(self) -> bool:
         assert self.proc is not None
@@ -135,7 +122,7 @@ class Postgres:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        if postmaster is not None and _alive(postmaster):
+        if postmaster is not None and pid_alive(postmaster):
             os.kill(postmaster, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -144,14 +131,6 @@ class Postgres:
             return int((self.data / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -433,7 +412,7 @@ class ApiProcess:
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(self._healthy, 30, f"the API at {self.url} to answer /health", interval=0.1)
+        wait_for(self._healthy, 30, f"the API at {self.url} to answer /health", interval=0.1)
 
     def _healthy(self) -> bool:
         assert self.proc is not None
@@ -453,13 +432,8 @@ class ApiProcess:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=8)
         self.client.close()
 
 
@@ -505,11 +479,11 @@ def timed_post(api: ApiProcess, key: str, value: Any, durations: list[float]) ->
 
 
 def wait_database(api: ApiProcess, state: str, timeout: float = 8) -> None:
-    wait_until(lambda: api.health()["database"] == state, timeout, f"the API to see the database {state}")
+    wait_for(lambda: api.health()["database"] == state, timeout, f"the API to see the database {state}")
 
 
 def wait_indexed(api: ApiProcess, height: int, timeout: float = 15) -> None:
-    wait_until(lambda: api.health()["indexed_height"] >= height, timeout, f"the API to index block {height}")
+    wait_for(lambda: api.health()["indexed_height"] >= height, timeout, f"the API to index block {height}")
 
 
 ORDERS = "/api/v1/market/orders"
@@ -565,7 +539,7 @@ def test_indexes_blocks_and_caches_reads(postgres: Postgres, node: FakeNode, spa
     # a new block changes the order; once the cache entry expires, the change is served
     node.blocks.append([tx(event("order", "tenant1/100/1/1", order("tenant1", 100, "closed")))])
     wait_indexed(api, 4)
-    wait_until(
+    wait_for(
         lambda: api.client.get(ORDERS, params={"owner": "tenant1"}).json()["items"][0]["state"] == "closed",
         5,
         "the closed order to be served",
@@ -576,7 +550,7 @@ def test_indexes_blocks_and_caches_reads(postgres: Postgres, node: FakeNode, spa
 
     # node unreachable: the indexer retries, then catches up
     node.available = False
-    wait_until(lambda: api.status()["node"] == "down", 5, "the API to see the node down")
+    wait_for(lambda: api.status()["node"] == "down", 5, "the API to see the node down")
     node.blocks.append([tx(event("order", "tenant2/200/1/1", order("tenant2", 200, "closed")))])
     node.available = True
     wait_indexed(api, 5)
@@ -662,12 +636,12 @@ def test_database_blackhole(
 
     forwarder.restore()
     wait_database(api, "up")
-    wait_until(lambda: api.client.get("/api/v1/records/k/2").status_code == 200, 5, "the queued write k/2")
+    wait_for(lambda: api.client.get("/api/v1/records/k/2").status_code == 200, 5, "the queued write k/2")
     assert api.client.get("/api/v1/records/k/1").json()["value"] == {"n": 2}
     assert api.client.get("/api/v1/records/pre").json()["value"] == 0
     status = api.status()
     assert status["queue_depth"] == 0 and status["queued_total"] == 3 and status["applied_total"] == 4
-    wait_until(
+    wait_for(
         lambda: api.client.get(ORDERS, params={"owner": "tenant1"}).headers["X-Cache"] == "miss",
         5,
         "a fresh database read after recovery",
@@ -691,7 +665,7 @@ def test_queued_writes_survive_sigkill(
     health = second.health()
     assert health["database"] == "down" and health["queue_depth"] == 4
     forwarder.restore()
-    wait_until(lambda: second.health()["queue_depth"] == 0, 10, "the restarted API to drain its queue")
+    wait_for(lambda: second.health()["queue_depth"] == 0, 10, "the restarted API to drain its queue")
     with postgres.connect("mk_kill") as conn:
         rows = conn.execute("SELECT key, value FROM records ORDER BY key").fetchall()
     assert rows == [("kill/0", "new"), ("kill/1", 1), ("kill/2", 2)]
@@ -741,12 +715,12 @@ def test_queued_writes_wait_out_a_failing_database_instead_of_being_dropped(
         conn.commit()
     forwarder.restore()
     wait_database(api, "up")
-    wait_until(lambda: queue_errors(api) >= 1, 15, "a failed drain attempt")  # the drain ran and failed
+    wait_for(lambda: queue_errors(api) >= 1, 15, "a failed drain attempt")  # the drain ran and failed
     assert api.health()["queue_depth"] == 3
     with postgres.connect("mk_corrupt") as conn:
         conn.execute("DROP TRIGGER corrupt ON records")
         conn.commit()
-    wait_until(lambda: api.health()["queue_depth"] == 0, 15, "the queue to drain after the repair")
+    wait_for(lambda: api.health()["queue_depth"] == 0, 15, "the queue to drain after the repair")
     with postgres.connect("mk_corrupt") as conn:
         rows = conn.execute("SELECT key, value FROM records ORDER BY key").fetchall()
     assert rows == [("c/0", 0), ("c/1", 1), ("c/2", 2)]

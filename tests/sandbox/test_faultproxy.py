@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -13,13 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+
+from tests import support
+from tests.support import stop_process
 
 SANDBOX = pathlib.Path(__file__).resolve().parents[2] / "infra" / "sandbox"
 sys.path.insert(0, str(SANDBOX))
@@ -43,14 +47,8 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+# polls here retry on nothing: an error in a condition fails the test at once
+wait_for = functools.partial(support.wait_for, interval=0.02, errors=())
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -227,12 +225,7 @@ def proxy(upstream: str, blackhole: str, tmp_path_factory: pytest.TempPathFactor
         yield client
     finally:
         client.api.close()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout=10, kill_timeout=10)
 
 
 @pytest.fixture(autouse=True)

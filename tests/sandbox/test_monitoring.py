@@ -9,6 +9,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "infra" / "sandbox"))
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -30,6 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from vesandbox.launcher import Layout
 from vesandbox.monitoring import monitoring_components, monitoring_endpoints, render_rules
 
+from tests import support
+
 pytestmark = pytest.mark.integration
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -48,17 +51,8 @@ for tool in ("prometheus", "prometheus-alertmanager", "promtool", "amtool"):
 # ----------------------------------------------------------------------------------------------------------- helpers
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until condition() is truthy; return its value or fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
-            value = condition()
-            if value:
-                return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+# polls here retry on these errors only (a component not answering yet); any other, a failed assert too, fails at once
+wait_for = functools.partial(support.wait_for, interval=0.2, errors=(httpx.HTTPError, OSError, ValueError, KeyError))
 
 
 def get_json(url: str, **params: Any) -> Any:

@@ -5,21 +5,24 @@ developer's sandbox keeps running. Every process is started here and killed by P
 """
 
 import base64
+import functools
 import json
 import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+
+from tests import support
+from tests.support import port_free
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +35,9 @@ CHAIN_ID = "virtengine-sandbox"
 NAMES = [f"node-{i}" for i in range(N)]
 MARKET = "/virtengine/market/v1beta5"
 
+# polls here retry on these errors only (a node or etcd member not answering yet); any other fails at once
+wait_for = functools.partial(support.wait_for, errors=(httpx.HTTPError, KeyError, ValueError))
+
 
 def etcd_ip(i: int) -> str:
     return f"127.0.0.{2 + i}"
@@ -43,31 +49,6 @@ def rpc_port(i: int) -> int:
 
 def rest_port(i: int) -> int:
     return 1317 + OFFSET + 10 * i
-
-
-def wait_for(what: str, cond: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Poll ``cond`` until it returns a truthy value; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            last_exc = exc
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last error: {last_exc!r})")
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class Cluster:
@@ -194,7 +175,7 @@ class Cluster:
         return self.rpc(i, "tx", hash=f"0x{h}").get("result")
 
     def confirm(self, i: int, h: str, timeout: float = 6.0) -> dict[str, Any]:
-        found = wait_for(f"tx {h} on node-{i}", lambda: self.find_tx(i, h), timeout)
+        found = wait_for(lambda: self.find_tx(i, h), timeout, f"tx {h} on node-{i}")
         assert found["tx_result"]["code"] == 0, found
         return found
 
@@ -217,10 +198,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             c.start_etcd(i)
         for i in range(N):
             url = f"http://{etcd_ip(i)}:{2379 + OFFSET}/health"
-            wait_for(f"etcd-{i} healthy", lambda url=url: c.client.get(url).json().get("health") == "true", 20)
+            wait_for(lambda url=url: c.client.get(url).json().get("health") == "true", 20, f"etcd-{i} healthy")
         for i in range(N):
             c.start_node(i)
-        wait_for("all nodes at height >= 2", lambda: all(c.height(i) >= 2 for i in range(N)), 20)
+        wait_for(lambda: all(c.height(i) >= 2 for i in range(N)), 20, "all nodes at height >= 2")
         yield c
     except BaseException:
         print(c.logs())
@@ -231,7 +212,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def test_blocks_every_second_and_nodes_agree(cluster: Cluster) -> None:
     start = cluster.height(0)
-    wait_for("5 more blocks", lambda: min(cluster.height(i) for i in range(N)) >= start + 5, 12)
+    wait_for(lambda: min(cluster.height(i) for i in range(N)) >= start + 5, 12, "5 more blocks")
     top = min(cluster.height(i) for i in range(N))
     times = [cluster.rpc(0, "block", height=h)["result"]["block"]["header"]["time"] for h in (start, top)]
     t0, t1 = (time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + t[19:-1]) for t in times)
@@ -265,7 +246,7 @@ def test_broadcast_tx_is_confirmed(cluster: Cluster) -> None:
         providers = cluster.rest(0, "/virtengine/provider/v1beta4/providers", **{"pagination.limit": 1000})
         return [p["owner"] for p in providers["providers"]]
 
-    wait_for("provider9 registered on node-0", lambda: "provider9" in owners(), 3)
+    wait_for(lambda: "provider9" in owners(), 3, "provider9 registered on node-0")
     bad = cluster.rpc(0, "broadcast_tx_sync", tx='"{\\"type\\": \\"nope\\"}"')["result"]
     assert bad["code"] != 0 and bad["log"]
     missing = cluster.rpc(0, "tx", hash="0x" + "AB" * 32)
@@ -283,7 +264,7 @@ def test_deployment_lifecycle_ends_with_a_settlement(cluster: Cluster) -> None:
     create = {"owner": owner, "dseq": dseq, "groups": [group], "deposit": {"denom": "uve", "amount": "1000000"}}
     cluster.confirm(0, cluster.broadcast(0, make_tx("deployment/create", owner, create)))
     query = {"filters.owner": owner, "filters.dseq": dseq, "filters.state": "open"}
-    orders = wait_for("open order on node-1", lambda: cluster.rest(1, f"{MARKET}/orders/list", **query)["orders"], 3)
+    orders = wait_for(lambda: cluster.rest(1, f"{MARKET}/orders/list", **query)["orders"], 3, "open order on node-1")
     [order] = orders
     order_id = order["id"]
     bid_msg = {"provider": "provider1", "order_id": order_id, "price": {"denom": "uve", "amount": "40"}}
@@ -291,7 +272,7 @@ def test_deployment_lifecycle_ends_with_a_settlement(cluster: Cluster) -> None:
     bid_id = {**order_id, "provider": "provider1"}
     lease = cluster.confirm(2, cluster.broadcast(2, make_tx("market/lease/create", owner, {"bid_id": bid_id})))
     lease_height = int(lease["height"])
-    wait_for("two more blocks", lambda: cluster.height(0) >= lease_height + 2, 5)
+    wait_for(lambda: cluster.height(0) >= lease_height + 2, 5, "two more blocks")
     leases = cluster.rest(0, f"{MARKET}/leases/list", **{"filters.owner": owner, "filters.dseq": dseq})
     [item] = leases["leases"]
     assert item["lease"]["state"] == "active" and item["escrow_payment"]["state"]["state"] == "open"
@@ -300,7 +281,7 @@ def test_deployment_lifecycle_ends_with_a_settlement(cluster: Cluster) -> None:
     )
     close_height = int(closed["height"])
     path = f"/virtengine/settlement/v1/settlements/by-order/{owner}/{dseq}/1/1"
-    [record] = wait_for("settlement on node-2", lambda: cluster.rest(2, path)["settlements"], 3)
+    [record] = wait_for(lambda: cluster.rest(2, path)["settlements"], 3, "settlement on node-2")
     assert record["amount"] == {"denom": "uve", "amount": str(40 * (close_height - lease_height))}
     assert record["settled_height"] == str(close_height)
     results = cluster.rpc(2, "block_results", height=close_height)["result"]["txs_results"]
@@ -330,24 +311,24 @@ def test_300_txs_sent_at_100_per_second_are_all_confirmed_once(cluster: Cluster)
         confirmed.update(h for h in sent if h not in confirmed and cluster.find_tx(0, h))
         return len(confirmed) == len(sent)
 
-    wait_for("300 txs confirmed", all_confirmed, 90, interval=0.2)
+    wait_for(all_confirmed, 90, "300 txs confirmed", interval=0.2)
     assert all(cluster.find_tx(0, h)["tx_result"]["code"] == 0 for h in sent)
 
     def mempools_empty() -> bool:
         texts = [cluster.client.get(f"http://127.0.0.1:{rpc_port(i)}/metrics").text for i in range(N)]
         return all("\ntendermint_mempool_size 0.0\n" in t for t in texts)
 
-    wait_for("empty mempools", mempools_empty, 30)
+    wait_for(mempools_empty, 30, "empty mempools")
 
 
 def test_killed_node_catches_up(cluster: Cluster) -> None:
     cluster.kill_node(2)
     before = cluster.height(0)
-    wait_for("blocks without node-2", lambda: cluster.height(0) >= before + 3, 10)
+    wait_for(lambda: cluster.height(0) >= before + 3, 10, "blocks without node-2")
     cluster.start_node(2)
-    wait_for("node-2 answers", lambda: cluster.height(2) >= 0, 10)
+    wait_for(lambda: cluster.height(2) >= 0, 10, "node-2 answers")
     target = cluster.height(0)
-    wait_for("node-2 caught up", lambda: cluster.height(2) >= target, 15)
+    wait_for(lambda: cluster.height(2) >= target, 15, "node-2 caught up")
     status = cluster.rpc(2, "status")["result"]
     assert status["sync_info"]["catching_up"] is False
     for h in (1, target // 2, target):
@@ -375,6 +356,6 @@ def test_no_blocks_without_etcd_quorum(cluster: Cluster) -> None:
     finally:
         for i in (1, 2):
             cluster.signal_etcd(i, signal.SIGCONT)
-    wait_for("blocks resume", lambda: cluster.height(0) > frozen + 1, 15)
+    wait_for(lambda: cluster.height(0) > frozen + 1, 15, "blocks resume")
     cluster.confirm(0, h, timeout=10)
     cluster.confirm(1, h, timeout=5)

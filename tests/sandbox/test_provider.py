@@ -10,6 +10,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "infra" / "
 import asyncio
 import base64
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -32,11 +33,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from vesandbox.common import rest_not_found, rpc_error, rpc_result
 
+from tests import support
+from tests.support import free_port, stop_process
+
 pytestmark = pytest.mark.integration
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PROVIDER = "provider1"
 FAST_ENGINE = {"concurrency": 8, "timeout": 0.5, "fail_max": 5, "reset_timeout": 3.0, "work_ms": 5}
+
+# polls here retry on nothing: an error in a condition fails the test at once
+wait_for = functools.partial(support.wait_for, interval=0.05, errors=())
 
 
 def order_id(dseq: int, owner: str = "tenant1") -> dict[str, Any]:
@@ -195,7 +202,7 @@ def fake_node() -> Iterator[FakeNode]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: server.started, 10, "fake node did not start")
+        wait_for(lambda: server.started, 10, "the fake node to start")
         yield node
     finally:
         server.should_exit = True
@@ -242,32 +249,6 @@ def nodelay_transport() -> httpx.HTTPTransport:
     """A transport with TCP_NODELAY: httpx writes a POST's headers and body apart, and Nagle + delayed ACK would
     add ~40 ms to every request."""
     return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s: {what}")
 
 
 @pytest.fixture

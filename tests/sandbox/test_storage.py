@@ -9,6 +9,7 @@ stopped by PID in finalizers and every folder (the S3 folder too) is removed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pathlib
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ sys.path.insert(0, str(ROOT / "infra" / "sandbox"))
 
 from vesandbox import restore, storage  # noqa: E402
 from vesandbox.launcher import Layout  # noqa: E402
+
+from tests import support  # noqa: E402
+from tests.support import pid_alive, port_free  # noqa: E402
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -54,30 +58,8 @@ CREATE TABLE IF NOT EXISTS records (
 )
 """
 
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except (httpx.HTTPError, psycopg.Error, OSError, restore.RestoreError) as exc:
-            last_exc, value = exc, None
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last error: {last_exc!r})")
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+# polls here retry on these errors only (a component not up yet, an object not in the bucket yet); any other fails
+wait_for = functools.partial(support.wait_for, errors=(httpx.HTTPError, psycopg.Error, OSError, restore.RestoreError))
 
 
 def connect(port: int, dbname: str = "marketplace") -> psycopg.Connection[Any]:
@@ -127,17 +109,6 @@ def as_postgres(*cmd: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
-            return False
-    return True
-
-
 class Stack:
     """One primary with storage components; ``close`` stops everything by PID and removes every folder."""
 
@@ -173,7 +144,7 @@ class Stack:
             if name in self.components:
                 self.spawn(name, self.components[name]["command"])
         for name, c in self.components.items():
-            wait_until(lambda c=c: self.healthy(c["health"]), 60, f"{name} healthy ({self.log_tail(name)})")
+            wait_for(lambda c=c: self.healthy(c["health"]), 60, f"{name} healthy ({self.log_tail(name)})")
         # with synchronous replication a commit waits for the replica, so the schema comes after it
         with connect(self.layout.pg_port, "postgres") as conn:
             conn.execute("CREATE DATABASE marketplace")
@@ -205,12 +176,12 @@ class Stack:
         cmd += ["-k", str(self.layout.data_dir / "pg-socket"), "-c", "wal_level=replica", "-c", "max_wal_senders=5"]
         cmd += ["-c", "fsync=off", "-c", "shared_buffers=32MB", "-c", "max_connections=40"]
         self.spawn("postgres", as_postgres(*cmd))
-        wait_until(lambda: connect(self.layout.pg_port, "postgres").close() or True, 30, "primary up")
+        wait_for(lambda: connect(self.layout.pg_port, "postgres").close() or True, 30, "primary up")
 
     def start_etcd(self) -> None:
         client, peer = self.layout.etcd_client(0), self.layout.etcd_peer(0)
         self.spawn("etcd", etcd_member("etcd-0", self.root / "etcd-0", client, peer))
-        wait_until(lambda: self.http.get(f"{client}/health", timeout=1).status_code == 200, 30, "etcd healthy")
+        wait_for(lambda: self.http.get(f"{client}/health", timeout=1).status_code == 200, 30, "etcd healthy")
 
     def spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         log = (self.layout.log_dir / f"{name}.log").open("ab")
@@ -289,7 +260,7 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(postmaster, signal.SIGINT)  # runuser exits once the postmaster has
             self._stop(proc, signal.SIGINT if name == "replica" else signal.SIGTERM, signal_it=name != "postgres")
-        if postmaster is not None and _alive(postmaster):
+        if postmaster is not None and pid_alive(postmaster):
             os.kill(postmaster, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -346,13 +317,13 @@ def keys(port: int, prefix: str) -> set[str]:
 
 class TestBackupsAndReplica:
     def test_base_backup_and_wal_segments_land_in_the_bucket(self, stack: Stack) -> None:
-        base = wait_until(lambda: restore.list_base_backups(stack.s3), 40, "the first scheduled base backup")
+        base = wait_for(lambda: restore.list_base_backups(stack.s3), 40, "the first scheduled base backup")
         m = base[-1]
         assert {f["name"] for f in m["files"]} >= {"base.tar.gz", "pg_wal.tar.gz", "backup_manifest"}
         assert m["start_lsn"] and m["end_lsn"] and m["size_bytes"] > 0
         assert restore.latest_base_backup(stack.s3)["id"] == m["id"]
         segment = stack.switch_wal()
-        wait_until(lambda: f"wal/{segment}" in stack.wal_objects(), 30, f"WAL segment {segment} in the bucket")
+        wait_for(lambda: f"wal/{segment}" in stack.wal_objects(), 30, f"WAL segment {segment} in the bucket")
 
         def agent_saw_it() -> bool:
             text = stack.metrics()
@@ -360,7 +331,7 @@ class TestBackupsAndReplica:
                 metric(text, "virtengine_backup_objects", kind="wal") or 0
             ) >= 1
 
-        wait_until(agent_saw_it, 20, "the agent's metrics to show the base backup and the WAL")
+        wait_for(agent_saw_it, 20, "the agent's metrics to show the base backup and the WAL")
         text = stack.metrics()
         assert (metric(text, "virtengine_backup_size_bytes", kind="base") or 0) > 0
         assert metric(text, "virtengine_backup_failures_total", kind="base") == 0
@@ -373,7 +344,7 @@ class TestBackupsAndReplica:
             between = conn.execute("select clock_timestamp()").fetchone()[0]
         insert(stack.layout.pg_port, {f"pitr/late-{i}": {"i": i} for i in range(3)})
         segment = stack.switch_wal()
-        wait_until(lambda: f"wal/{segment}" in stack.wal_objects(), 30, f"WAL segment {segment} archived")
+        wait_for(lambda: f"wal/{segment}" in stack.wal_objects(), 30, f"WAL segment {segment} archived")
         expected_all = {f"pitr/early-{i}" for i in range(5)} | {f"pitr/late-{i}" for i in range(3)}
 
         full = stack.scratch_dir("restore-full")
@@ -421,7 +392,7 @@ class TestBackupsAndReplica:
         data = stack.root / "etcd-restored"
         restore.restore_etcd_snapshot(stack.s3, data, name="etcd-restored", peer_url=peer)
         stack.spawn("etcd-restored", etcd_member("etcd-restored", data, url, peer))
-        out = wait_until(
+        out = wait_for(
             lambda: etcdctl(url, "get", "/validators/probe", "--print-value-only").stdout.strip(),
             30,
             "the restored member to serve the key",
@@ -431,7 +402,7 @@ class TestBackupsAndReplica:
     def test_replica_streams_synchronously_and_reports_lag(self, stack: Stack) -> None:
         insert(stack.layout.pg_port, {"repl/one": 1})
         replica = storage.replica_port(stack.layout)
-        wait_until(lambda: "repl/one" in keys(replica, "repl/"), 20, "the row on the replica")
+        wait_for(lambda: "repl/one" in keys(replica, "repl/"), 20, "the row on the replica")
         with connect(stack.layout.pg_port) as conn:
             row = conn.execute(
                 "select sync_state from pg_stat_replication where application_name = %s", (storage.REPLICA_NAME,)
@@ -442,7 +413,7 @@ class TestBackupsAndReplica:
             text = stack.metrics()
             return text if metric(text, "virtengine_replication_lag_seconds", replica="replica") is not None else None
 
-        text = wait_until(lag_reported, 20, "replication lag metrics")
+        text = wait_for(lag_reported, 20, "replication lag metrics")
         assert metric(text, "virtengine_replication_connected", replica="replica") == 1
         assert metric(text, "virtengine_replication_synchronous", replica="replica") == 1
         assert metric(text, "virtengine_replication_lag_bytes", replica="replica") is not None
@@ -470,7 +441,7 @@ class TestWeaknesses:
                 last = conn.execute("select coalesce(last_archived_wal, '') from pg_stat_archiver").fetchone()[0]
             return last >= segment
 
-        wait_until(archived, 30, f"PostgreSQL to believe {segment} is archived")
+        wait_for(archived, 30, f"PostgreSQL to believe {segment} is archived")
         assert weak_stack.wal_objects() == []
 
         def agent_sees_gap() -> str | None:
@@ -478,7 +449,7 @@ class TestWeaknesses:
             ok = (metric(text, "virtengine_backup_last_success_timestamp_seconds", kind="wal") or 0) > 0
             return text if ok else None
 
-        text = wait_until(agent_sees_gap, 20, "the agent to report the (apparent) WAL success")
+        text = wait_for(agent_sees_gap, 20, "the agent to report the (apparent) WAL success")
         assert metric(text, "virtengine_backup_objects", kind="wal") == 0
         assert metric(text, "virtengine_backup_failures_total", kind="wal") == 0
 
@@ -493,7 +464,7 @@ class TestWeaknesses:
     def test_async_replication_loses_acknowledged_writes_on_failover(self, weak_stack: Stack) -> None:
         primary, replica = weak_stack.layout.pg_port, storage.replica_port(weak_stack.layout)
         insert(primary, {"async/marker": 1})
-        wait_until(lambda: "async/marker" in keys(replica, "async/"), 40, "the replica to stream (late)")
+        wait_for(lambda: "async/marker" in keys(replica, "async/"), 40, "the replica to stream (late)")
         with connect(primary) as conn:
             state = conn.execute("select sync_state from pg_stat_replication").fetchone()
         assert state == ("async",)
@@ -505,7 +476,7 @@ class TestWeaknesses:
             lag = metric(weak_stack.metrics(), "virtengine_replication_lag_seconds", replica="replica")
             return lag if lag is not None and lag >= 1.0 else None
 
-        wait_until(lag_seen, 30, "the agent to report the replica's lag (about the link's 2 s)", interval=0.3)
+        wait_for(lag_seen, 30, "the agent to report the replica's lag (about the link's 2 s)", interval=0.3)
         insert(primary, {"async/acked": 2})  # committed and acknowledged by the primary
         t0 = time.monotonic()
         weak_stack.promote_replica()

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from cli.app import app
 from drillbit import config
-from drillbit.cli import app
 from drillbit.config import ConfigError
 from drillbit.faults.ledger import Ledger
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import yaml
 
-from deployments.calendar import load_calendar, plan, render_prefect_yaml
+from drillbit.calendar import load_calendar, plan, render_prefect_yaml
 from drillbit.config import DrillbitConfig, parse
 
 ROOT = Path(__file__).resolve().parents[2]

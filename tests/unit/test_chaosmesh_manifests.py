@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from drillbit.faults import chaosmesh as cm
+from drillbit.faults import disk, memory, network, partition, pod_kill
 from drillbit.faults.base import FaultError
+from drillbit.faults.platform import chaosmesh as cm
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra" / "chaos-mesh"
@@ -37,32 +38,37 @@ def seed_yaml(filename: str) -> dict[str, Any]:
 
 
 def built() -> dict[str, dict[str, Any]]:
-    kill = cm.pod_kill(labels=NODE, **COMMON)
+    kill = pod_kill.pod_kill(labels=NODE, **COMMON)
     return {
         "pod_kill": kill,
-        "pod_kill_fixed": cm.pod_kill(labels=NODE, mode="fixed", value=2, grace_period=5, duration=90, **COMMON),
-        "network_delay": cm.network_delay(
+        "pod_kill_fixed": pod_kill.pod_kill(labels=NODE, mode="fixed", value=2, grace_period=5, duration=90, **COMMON),
+        "network_delay": network.network_delay(
             labels=PROVIDER, latency="100ms", jitter="10ms", correlation=25, duration="10m", **COMMON
         ),
-        "network_delay_link": cm.network_delay(
+        "network_delay_link": network.network_delay(
             labels=PROVIDER, latency=250, direction="both", target_labels=NODE, target_mode="one", **COMMON
         ),
-        "partition": cm.network_partition(labels=NODE, mode="fixed-percent", value=34, target_labels=NODE, **COMMON),
-        "partition_expr": cm.network_partition(
+        "partition": partition.network_partition(
+            labels=NODE, mode="fixed-percent", value=34, target_labels=NODE, **COMMON
+        ),
+        "partition_expr": partition.network_partition(
             labels={"app.kubernetes.io/name": "postgres"},
             target_labels=None,
             target_expressions=[{"key": "app.kubernetes.io/name", "operator": "NotIn", "values": ["postgres"]}],
             **COMMON,
         ),
-        "stress_memory": cm.stress(labels=NODE, memory_size="1GB", memory_workers=4, **COMMON),
-        "stress_cpu": cm.stress(labels=NODE, cpu_workers=2, cpu_load=80, container_names=["node"], **COMMON),
-        "io_latency": cm.disk_pressure(labels=NODE, volume_path="/root/.virtengine", percent=50, **COMMON),
-        "io_enospc": cm.io_chaos(
+        "stress_memory": memory.stress(labels=NODE, memory_size="1GB", memory_workers=4, **COMMON),
+        "stress_cpu": memory.stress(labels=NODE, cpu_workers=2, cpu_load=80, container_names=["node"], **COMMON),
+        "io_latency": disk.disk_pressure(labels=NODE, volume_path="/root/.virtengine", percent=50, **COMMON),
+        "io_enospc": disk.io_chaos(
             labels=NODE, volume_path="/data", action="fault", errno=28, methods=["write", "create"], **COMMON
         ),
         "schedule": cm.schedule(kill, cron="@every 6h"),
         "schedule_cron": cm.schedule(
-            cm.network_delay(labels=PROVIDER, **COMMON), cron="0 3 * * *", history_limit=2, starting_deadline_seconds=60
+            network.network_delay(labels=PROVIDER, **COMMON),
+            cron="0 3 * * *",
+            history_limit=2,
+            starting_deadline_seconds=60,
         ),
     }
 
@@ -204,24 +210,24 @@ def test_the_seed_disk_pressure_is_rejected_for_its_io_chaos_stressor():
     ],
 )
 def test_the_validator_names_the_field(mutate, message):
-    manifest = cm.pod_kill(labels=NODE, **COMMON)
+    manifest = pod_kill.pod_kill(labels=NODE, **COMMON)
     mutate(manifest)
     with pytest.raises(FaultError, match=re.escape(message)):
         cm.validate(manifest)
 
 
 def test_the_validator_checks_network_stress_and_schedule_specifics():
-    delay = cm.network_delay(labels=PROVIDER, **COMMON)
+    delay = network.network_delay(labels=PROVIDER, **COMMON)
     delay["spec"]["delay"]["latency"] = "100 ms"
     assert any(p.startswith("spec.delay.latency: '100 ms' does not match") for p in cm.schema_errors(delay))
-    delay = cm.network_delay(labels=PROVIDER, **COMMON)
+    delay = network.network_delay(labels=PROVIDER, **COMMON)
     delay["spec"]["direction"] = "sideways"
     assert cm.schema_errors(delay) == ["spec.direction: 'sideways' is not one of ['to', 'from', 'both']"]
-    stress = cm.stress(labels=NODE, memory_size="256MB", **COMMON)
+    stress = memory.stress(labels=NODE, memory_size="256MB", **COMMON)
     del stress["spec"]["stressors"]
     with pytest.raises(FaultError, match=r"spec\.stressors: missing stressors"):
         cm.validate(stress)
-    sched = cm.schedule(cm.pod_kill(labels=NODE, **COMMON), cron="@every 6h")
+    sched = cm.schedule(pod_kill.pod_kill(labels=NODE, **COMMON), cron="@every 6h")
     for change, message in [
         ({"type": "NetworkChaos"}, "spec.networkChaos: type NetworkChaos needs exactly this embedded spec"),
         ({"historyLimit": 0}, "spec.historyLimit: 0 is less than the minimum of 1"),
@@ -241,38 +247,74 @@ def test_the_validator_checks_network_stress_and_schedule_specifics():
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: cm.pod_kill(labels={}, **COMMON), "spec.selector.labelSelectors: empty"),
-        (lambda: cm.pod_kill(labels=NODE, mode="sometimes", **COMMON), "spec.mode: unknown mode 'sometimes'"),
-        (lambda: cm.pod_kill(labels=NODE, mode="fixed", value=0, **COMMON), "spec.value: mode fixed needs a value ≥ 1"),
-        (lambda: cm.pod_kill(labels=NODE, mode="fixed", **COMMON), "spec.value: mode fixed needs a whole number"),
-        (lambda: cm.pod_kill(labels=NODE, mode="fixed-percent", value=33.3, **COMMON), "spec.value: mode fixed-perc"),
-        (lambda: cm.pod_kill(labels=NODE, duration="ten minutes", **COMMON), "spec.duration: 'ten minutes' is not a"),
-        (lambda: cm.pod_kill(labels=NODE, duration="0s", **COMMON), "spec.duration: '0s' must be longer than zero"),
-        (lambda: cm.pod_kill(labels=NODE, duration=-3, **COMMON), "spec.duration: -3 seconds must be a positive"),
-        (lambda: cm.pod_kill(labels=NODE, grace_period=-1, **COMMON), "spec.gracePeriod: -1 must be a whole number"),
-        (lambda: cm.pod_kill(labels={"app": "a b"}, **COMMON), "spec.selector.labelSelectors: value 'a b' of 'app'"),
-        (lambda: cm.pod_kill(labels=NODE, namespace="Virt_Engine", run_id="r"), "spec.selector.namespaces: 'Virt_E"),
-        (lambda: cm.pod_kill(labels=NODE, namespace="virtengine", run_id=""), "run_id: every Drillbit manifest"),
-        (lambda: cm.network_delay(labels=PROVIDER, latency="100 ms", **COMMON), "spec.delay.latency: '100 ms' is not"),
-        (lambda: cm.network_delay(labels=PROVIDER, correlation=150, **COMMON), "spec.delay.correlation: 150 must be"),
-        (lambda: cm.network_delay(labels=PROVIDER, direction="sideways", **COMMON), "spec.direction: unknown direc"),
-        (lambda: cm.network_delay(labels=PROVIDER, direction="both", **COMMON), "spec.target: direction both needs"),
-        (lambda: cm.network_partition(labels=NODE, target_labels={}, **COMMON), "spec.target.selector.labelSelectors"),
+        (lambda: pod_kill.pod_kill(labels={}, **COMMON), "spec.selector.labelSelectors: empty"),
+        (lambda: pod_kill.pod_kill(labels=NODE, mode="sometimes", **COMMON), "spec.mode: unknown mode 'sometimes'"),
         (
-            lambda: cm.network_partition(
+            lambda: pod_kill.pod_kill(labels=NODE, mode="fixed", value=0, **COMMON),
+            "spec.value: mode fixed needs a value ≥ 1",
+        ),
+        (lambda: pod_kill.pod_kill(labels=NODE, mode="fixed", **COMMON), "spec.value: mode fixed needs a whole number"),
+        (
+            lambda: pod_kill.pod_kill(labels=NODE, mode="fixed-percent", value=33.3, **COMMON),
+            "spec.value: mode fixed-perc",
+        ),
+        (
+            lambda: pod_kill.pod_kill(labels=NODE, duration="ten minutes", **COMMON),
+            "spec.duration: 'ten minutes' is not a",
+        ),
+        (
+            lambda: pod_kill.pod_kill(labels=NODE, duration="0s", **COMMON),
+            "spec.duration: '0s' must be longer than zero",
+        ),
+        (lambda: pod_kill.pod_kill(labels=NODE, duration=-3, **COMMON), "spec.duration: -3 seconds must be a positive"),
+        (
+            lambda: pod_kill.pod_kill(labels=NODE, grace_period=-1, **COMMON),
+            "spec.gracePeriod: -1 must be a whole number",
+        ),
+        (
+            lambda: pod_kill.pod_kill(labels={"app": "a b"}, **COMMON),
+            "spec.selector.labelSelectors: value 'a b' of 'app'",
+        ),
+        (
+            lambda: pod_kill.pod_kill(labels=NODE, namespace="Virt_Engine", run_id="r"),
+            "spec.selector.namespaces: 'Virt_E",
+        ),
+        (lambda: pod_kill.pod_kill(labels=NODE, namespace="virtengine", run_id=""), "run_id: every Drillbit manifest"),
+        (
+            lambda: network.network_delay(labels=PROVIDER, latency="100 ms", **COMMON),
+            "spec.delay.latency: '100 ms' is not",
+        ),
+        (
+            lambda: network.network_delay(labels=PROVIDER, correlation=150, **COMMON),
+            "spec.delay.correlation: 150 must be",
+        ),
+        (
+            lambda: network.network_delay(labels=PROVIDER, direction="sideways", **COMMON),
+            "spec.direction: unknown direc",
+        ),
+        (
+            lambda: network.network_delay(labels=PROVIDER, direction="both", **COMMON),
+            "spec.target: direction both needs",
+        ),
+        (
+            lambda: partition.network_partition(labels=NODE, target_labels={}, **COMMON),
+            "spec.target.selector.labelSelectors",
+        ),
+        (
+            lambda: partition.network_partition(
                 labels=NODE, target_labels=None, target_expressions=[{"key": "a", "operator": "In"}], **COMMON
             ),
             "spec.target.selector.expressionSelectors[0]: operator In needs values",
         ),
-        (lambda: cm.stress(labels=NODE, **COMMON), "spec.stressors: give memory_size and/or cpu_workers"),
-        (lambda: cm.stress(labels=NODE, memory_size="lots", **COMMON), "spec.stressors.memory.size: 'lots' is not"),
-        (lambda: cm.stress(labels=NODE, cpu_workers=0, **COMMON), "spec.stressors.cpu.workers: 0 must be a whole"),
-        (lambda: cm.stress(labels=NODE, cpu_workers=1, cpu_load=101, **COMMON), "spec.stressors.cpu.load: 101"),
-        (lambda: cm.io_chaos(labels=NODE, volume_path="data", **COMMON), "spec.volumePath: 'data' must be the abs"),
-        (lambda: cm.io_chaos(labels=NODE, volume_path="/d", action="fault", **COMMON), "spec.errno: action fault"),
-        (lambda: cm.io_chaos(labels=NODE, volume_path="/d", action="mistake", **COMMON), "spec.action: 'mistake'"),
-        (lambda: cm.io_chaos(labels=NODE, volume_path="/d", methods=["explode"], **COMMON), "spec.methods: unknown"),
-        (lambda: cm.io_chaos(labels=NODE, volume_path="/d", percent=0, **COMMON), "spec.percent: 0 must be a whole"),
+        (lambda: memory.stress(labels=NODE, **COMMON), "spec.stressors: give memory_size and/or cpu_workers"),
+        (lambda: memory.stress(labels=NODE, memory_size="lots", **COMMON), "spec.stressors.memory.size: 'lots' is not"),
+        (lambda: memory.stress(labels=NODE, cpu_workers=0, **COMMON), "spec.stressors.cpu.workers: 0 must be a whole"),
+        (lambda: memory.stress(labels=NODE, cpu_workers=1, cpu_load=101, **COMMON), "spec.stressors.cpu.load: 101"),
+        (lambda: disk.io_chaos(labels=NODE, volume_path="data", **COMMON), "spec.volumePath: 'data' must be the abs"),
+        (lambda: disk.io_chaos(labels=NODE, volume_path="/d", action="fault", **COMMON), "spec.errno: action fault"),
+        (lambda: disk.io_chaos(labels=NODE, volume_path="/d", action="mistake", **COMMON), "spec.action: 'mistake'"),
+        (lambda: disk.io_chaos(labels=NODE, volume_path="/d", methods=["explode"], **COMMON), "spec.methods: unknown"),
+        (lambda: disk.io_chaos(labels=NODE, volume_path="/d", percent=0, **COMMON), "spec.percent: 0 must be a whole"),
         (lambda: cm.schedule(BUILT["pod_kill"], cron="every six hours"), "spec.schedule: 'every six hours' is not a"),
         (lambda: cm.schedule(BUILT["pod_kill"], cron="@every soon"), "spec.schedule: 'soon' is not a duration"),
         (lambda: cm.schedule(BUILT["pod_kill"], cron="@fortnightly"), "spec.schedule: unknown descriptor"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from drillbit import dr
 from drillbit.model import Outcome, Sample, Timeline
+from drillbit.scenarios.dr import objectives as dr
 
 T0 = 1_000.0  # the disaster
 

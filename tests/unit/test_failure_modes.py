@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drillbit.faults import chaosmesh
+from drillbit.faults.platform import chaosmesh
 from drillbit.load.openloop_http import is_loopback, read_response
-from flows.failure_cascading import overload_summary, per_second
-from flows.failure_resource_exhaustion import growth_rate
-from flows.failure_split_brain import chaos_mesh_partition
+from drillbit.scenarios.failure.circuit_breaker import overload_summary, per_second
+from drillbit.scenarios.failure.resource_exhaustion import growth_rate
+from drillbit.scenarios.failure.split_brain import chaos_mesh_partition
 
 
 @pytest.mark.parametrize(("scenario", "mode", "value"), [("isolate-one", "one", None), ("no-majority", "fixed", "2")])

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from drillbit.faults.base import FaultError
-from drillbit.faults.sandbox import select_targets
+from drillbit.faults.targets import select_targets
 
 COMPONENTS = {
     f"node-{i}": {"labels": {"app.kubernetes.io/name": "virtengine-node", "app.kubernetes.io/component": "blockchain"}}

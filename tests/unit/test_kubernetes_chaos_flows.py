@@ -31,10 +31,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from drillbit.faults import chaosmesh
 from drillbit.faults.base import FaultError, cleanup, revert
-from drillbit.faults.kubernetes import KubeConnection, PodDelete, RestartWatch
 from drillbit.faults.ledger import Ledger
+from drillbit.faults.platform import chaosmesh
+from drillbit.faults.platform.kubernetes import KubeConnection, RestartWatch
+from drillbit.faults.pod_kill import PodDelete
 from tests.unit.test_kubernetes_driver_requests import (
     CHAOS,
     DB,
@@ -344,14 +345,15 @@ def test_db_failure_flow_execs_iptables_in_the_database_pod_against_local_api_st
 
 CHILD = """
 import os, signal, sys
-from drillbit.faults import kubernetes as k
+from drillbit.faults.chaos_mesh import ChaosMeshFault
+from drillbit.faults.port_block import DbPortBlock
 
 def die(*_args, **_kwargs):  # SIGKILL in the middle of the injection: after the request, before the flow goes on
     os.kill(os.getpid(), signal.SIGKILL)
 
-k.ChaosMeshFault.wait_injected = die
-_apply = k.DbPortBlock.apply
-k.DbPortBlock.apply = lambda self, plan, handle: (_apply(self, plan, handle), die())
+ChaosMeshFault.wait_injected = die
+_apply = DbPortBlock.apply
+DbPortBlock.apply = lambda self, plan, handle: (_apply(self, plan, handle), die())
 import importlib
 module = importlib.import_module(sys.argv[1])
 flow, params = getattr(module, sys.argv[2]), getattr(module, sys.argv[3])
@@ -486,7 +488,7 @@ def test_restart_watch_times_the_replacement_after_a_pod_delete_against_local_ap
 
 def test_the_connection_names_the_kubeconfig_and_context_never_a_credential(tmp_path, monkeypatch):
     from drillbit.config import parse
-    from flows import chaos_k8s
+    from drillbit.scenarios.chaos import kubernetes as chaos_k8s
 
     env = parse(
         {

@@ -30,10 +30,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from drillbit.faults import chaosmesh
+from drillbit.faults import partition, pod_kill
 from drillbit.faults.base import FaultError, cleanup, revert
-from drillbit.faults.kubernetes import ChaosMeshFault, DbPortBlock, KubeConnection, PodDelete
+from drillbit.faults.chaos_mesh import ChaosMeshFault
 from drillbit.faults.ledger import Ledger
+from drillbit.faults.platform import chaosmesh
+from drillbit.faults.platform.kubernetes import KubeConnection
+from drillbit.faults.pod_kill import PodDelete
+from drillbit.faults.port_block import DbPortBlock
 from drillbit.faults.undo import UndoError, run_step
 
 NODE = {"app.kubernetes.io/name": "virtengine-node"}
@@ -328,7 +332,7 @@ def nodes(api: LocalApiStandIn, n: int = 3) -> None:
 
 
 def pod_kill_manifest(**kw: Any) -> dict[str, Any]:
-    return chaosmesh.pod_kill(namespace="virtengine", labels=NODE, run_id="run-7", **kw)
+    return pod_kill.pod_kill(namespace="virtengine", labels=NODE, run_id="run-7", **kw)
 
 
 # ------------------------------------------------------------------------------------------------ Chaos Mesh
@@ -383,7 +387,7 @@ def test_blast_radius_is_enforced_before_anything_is_created_against_local_api_s
 
 
 def test_selector_matching_nothing_is_refused_against_local_api_stand_in(api, ledger):
-    manifest = chaosmesh.pod_kill(namespace="virtengine", labels={"app": "virtengine-node"}, run_id="r")
+    manifest = pod_kill.pod_kill(namespace="virtengine", labels={"app": "virtengine-node"}, run_id="r")
     with pytest.raises(FaultError, match=r"spec.selector: selects no pod"):
         ChaosMeshFault(manifest, KubeConnection(host=api.url)).inject(ttl=60, ledger=ledger)
     assert api.seen("POST") == []
@@ -393,7 +397,7 @@ def test_partition_counts_only_the_selected_side_against_local_api_stand_in(api,
     nodes(api)
     api.pods["postgres-0"] = pod("postgres-0", DB, "uid-pg-0")
     api.statuses = [INJECTED]
-    manifest = chaosmesh.network_partition(
+    manifest = partition.network_partition(
         namespace="virtengine",
         labels=DB,
         target_labels=None,
@@ -516,7 +520,7 @@ def test_cleanup_in_a_fresh_process_deletes_from_the_ledger_alone_against_local_
         from pathlib import Path
         from drillbit.faults.base import cleanup
         from drillbit.faults.ledger import Ledger
-        assert "drillbit.faults.kubernetes" not in sys.modules
+        assert "drillbit.faults.platform.kubernetes" not in sys.modules
         print([r for _, r in cleanup(Ledger(Path({str(ledger.root)!r})))])
         """
     )

@@ -96,7 +96,7 @@ def test_a_new_target_gets_its_own_latency_budget_unless_one_is_given():
 
 
 def test_flow_params_refuse_bad_values_before_anything_runs():
-    from flows.load import DeploymentsParams, SmokeParams, SustainedParams
+    from drillbit.scenarios.load import DeploymentsParams, SmokeParams, SustainedParams
 
     assert SustainedParams().scenario() == SCENARIOS["sustained"]
     assert SmokeParams(time_scale=0.1).scenario().total_s == pytest.approx(36.0)

@@ -11,8 +11,8 @@ from drillbit.selfcheck import (
     FAULTS,
     MODES,
     TAG_ENV,
-    Experiment,
     KillPlan,
+    KillTrial,
     SoakReport,
     build_fault,
     disabled_proxies,
@@ -106,8 +106,8 @@ def test_processes_are_found_by_the_inherited_environment_tag(monkeypatch):
 
 
 def test_report_table_counts_phases_and_leftovers():
-    def exp(i: int, fault: str, phase: str, left: dict[str, list[str]]) -> Experiment:
-        e = Experiment(KillPlan(i, fault, "after", 1, 0.5), f"t{i}", phase=phase, reverted=1, leftovers=left)
+    def exp(i: int, fault: str, phase: str, left: dict[str, list[str]]) -> KillTrial:
+        e = KillTrial(KillPlan(i, fault, "after", 1, 0.5), f"t{i}", phase=phase, reverted=1, leftovers=left)
         return e
 
     report = SoakReport(

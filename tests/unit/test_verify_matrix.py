@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from vesandbox.weaknesses import WEAKNESSES
 
-from drillbit.cli import _flows, build_params
-from flows.verify import HEALTHY, MATRIX
+from cli.common import build_params
+from cli.verify import HEALTHY, MATRIX
+from drillbit import catalog
 
 
 def test_every_sandbox_weakness_has_a_flow_that_must_catch_it():
@@ -23,14 +24,14 @@ ENTRIES = [(f"{w}:{c.flow}", c.flow, c.parameters) for w, cs in MATRIX.items() f
 
 @pytest.mark.parametrize(("cell", "flow", "params"), ENTRIES, ids=[e[0] for e in ENTRIES])
 def test_each_cell_names_a_flow_and_valid_parameters(cell, flow, params):
-    flows = _flows()
+    flows = catalog.names()
     assert flow in flows, f"{cell}: no flow named {flow}"
-    model = build_params(flows[flow], params, None, None)
+    model = build_params(flow, params, None, None)
     assert model.model_dump(include=set(params)) == params
 
 
 def test_the_healthy_list_covers_every_test_type_but_the_long_load_scenarios():
     names = {n for n, _ in HEALTHY}
     long_load = {"load", "stress", "soak", "sustained", "burst", "deployments", "breaking-point", "perf-regression"}
-    expected = {n for n in _flows() if n.removeprefix("load-") not in long_load}
+    expected = {n for n in catalog.names() if n.removeprefix("load-") not in long_load}
     assert names == expected - {"dr-drill"}  # the drill is the three DR scenarios, which run one by one

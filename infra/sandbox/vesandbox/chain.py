@@ -831,6 +831,21 @@ class State:
 
         return match
 
+    def _page_of(
+        self,
+        kind: str,
+        table: dict[str, Any],
+        owner: str | None,
+        dseq: str | None,
+        provider: str | None,
+        state: str | None,
+        page: Page | None,
+    ) -> tuple[list[str], dict[str, Any]]:
+        """One page of the bids or leases (same id shape) matching the filters."""
+        d = _opt_int(dseq, "filters.dseq")
+        match = self._bid_filter(table, state, d, provider)
+        return self.idx[kind].page(page or Page(), match, _prefix(owner, d))
+
     def bids_list(
         self,
         owner: str | None = None,
@@ -839,9 +854,7 @@ class State:
         state: str | None = None,
         page: Page | None = None,
     ) -> dict[str, Any]:
-        d = _opt_int(dseq, "filters.dseq")
-        match = self._bid_filter(self.bids, state, d, provider)
-        keys, pagination = self.idx["bid"].page(page or Page(), match, _prefix(owner, d))
+        keys, pagination = self._page_of("bid", self.bids, owner, dseq, provider, state, page)
         return {"bids": [self.bids[k] for k in keys], "pagination": pagination}
 
     def bid_info(self, owner: str, dseq: str, gseq: str, oseq: str, provider: str) -> dict[str, Any] | None:
@@ -855,9 +868,7 @@ class State:
         state: str | None = None,
         page: Page | None = None,
     ) -> dict[str, Any]:
-        d = _opt_int(dseq, "filters.dseq")
-        match = self._bid_filter(self.leases, state, d, provider)
-        keys, pagination = self.idx["lease"].page(page or Page(), match, _prefix(owner, d))
+        keys, pagination = self._page_of("lease", self.leases, owner, dseq, provider, state, page)
         return {"leases": [self._lease_item(k) for k in keys], "pagination": pagination}
 
     def lease_info(self, owner: str, dseq: str, gseq: str, oseq: str, provider: str) -> dict[str, Any] | None:

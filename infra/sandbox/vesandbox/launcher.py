@@ -68,6 +68,9 @@ class Layout:
     def etcd_client(self, i: int) -> str:
         return f"http://{self.etcd_host(i)}:{self.port(2379)}"
 
+    def etcd_clients(self) -> list[str]:
+        return [self.etcd_client(i) for i in range(VALIDATORS)]
+
     def etcd_peer(self, i: int) -> str:
         return f"http://{self.etcd_host(i)}:{self.port(2380)}"
 

@@ -498,6 +498,21 @@ def _height_param(node: Node, params: dict[str, Any]) -> int:
     return height
 
 
+def block_json(state: Any, height: int) -> dict[str, Any] | None:
+    """A block as CometBFT's RPC and the REST gateway show it (None when there is no such height)."""
+    b = state.block(height)
+    if b is None:
+        return None
+    header = {
+        "chain_id": b["chain_id"],
+        "height": str(b["height"]),
+        "time": b["time"],
+        "proposer_address": chain.address_of(b["proposer"]),
+        "last_block_id": {"hash": b["last_block_hash"]},
+    }
+    return {"block_id": {"hash": b["hash"]}, "block": {"header": header, "data": {"txs": b["txs"]}}}
+
+
 def rpc_methods(node: Node) -> dict[str, Callable[[dict[str, Any], bool], Any]]:
     """JSON-RPC methods: ``(params, from_get) -> result`` (raise ``RpcError``)."""
     st = node.state
@@ -546,16 +561,9 @@ def rpc_methods(node: Node) -> dict[str, Callable[[dict[str, Any], bool], Any]]:
         return {"hash": h, "height": str(rec.height), "index": rec.index, "tx_result": result, "tx": tx_b64}
 
     def block(params: dict[str, Any], from_get: bool) -> Any:
-        b = st.block(_height_param(node, params))
+        b = block_json(st, _height_param(node, params))
         assert b is not None
-        header = {
-            "chain_id": b["chain_id"],
-            "height": str(b["height"]),
-            "time": b["time"],
-            "proposer_address": chain.address_of(b["proposer"]),
-            "last_block_id": {"hash": b["last_block_hash"]},
-        }
-        return {"block_id": {"hash": b["hash"]}, "block": {"header": header, "data": {"txs": b["txs"]}}}
+        return b
 
     def block_results(params: dict[str, Any], from_get: bool) -> Any:
         height = _height_param(node, params)
@@ -652,24 +660,11 @@ def build_rest_app(node: Node) -> Starlette:
 
         return handle
 
-    def block_json(height: int) -> dict[str, Any] | None:
-        b = st.block(height)
-        if b is None:
-            return None
-        header = {
-            "chain_id": b["chain_id"],
-            "height": str(b["height"]),
-            "time": b["time"],
-            "proposer_address": chain.address_of(b["proposer"]),
-            "last_block_id": {"hash": b["last_block_hash"]},
-        }
-        return {"block_id": {"hash": b["hash"]}, "block": {"header": header, "data": {"txs": b["txs"]}}}
-
     def block_at(request: Request) -> Any:
         text = request.path_params["height"]
         if not text.isdigit():
             raise ValueError("height must be an integer")
-        return block_json(int(text))
+        return block_json(st, int(text))
 
     def required(request: Request, *names: str) -> list[str]:
         values = [q(request, n) for n in names]
@@ -701,7 +696,7 @@ def build_rest_app(node: Node) -> Starlette:
     dep = "/virtengine/deployment/v1beta4/deployments"
     mkt = "/virtengine/market/v1beta5"
     table: list[tuple[str, Callable[[Request], Any], str]] = [
-        (f"{tm}/blocks/latest", lambda r: block_json(st.height), "block"),
+        (f"{tm}/blocks/latest", lambda r: block_json(st, st.height), "block"),
         (f"{tm}/blocks/{{height}}", block_at, "block"),
         (f"{tm}/syncing", lambda r: {"syncing": node.catching_up}, ""),
         (

@@ -154,11 +154,8 @@ def _download(s3: dict[str, Any], client: Any, key: str, dest: Path) -> None:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------------ PostgreSQL

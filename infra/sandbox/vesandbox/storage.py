@@ -116,12 +116,6 @@ def _labels(name: str, component: str, instance: str) -> dict[str, str]:
     }
 
 
-def _etcd_endpoints(layout: Any) -> list[str]:
-    from vesandbox.launcher import VALIDATORS
-
-    return [layout.etcd_client(i) for i in range(VALIDATORS)]
-
-
 # ---------------------------------------------------------------------------------------------------------- configs
 
 
@@ -141,7 +135,7 @@ def _configs(layout: Any, weaknesses: list[str], pg_bin: Path) -> dict[str, dict
             "postgres": {"host": "127.0.0.1", "port": layout.pg_port, "user": "postgres"},
             "pg_bin": str(pg_bin),
             "replica": {"name": REPLICA_NAME, "host": "127.0.0.1", "port": replica_port(layout)},
-            "etcd_endpoints": _etcd_endpoints(layout),
+            "etcd_endpoints": layout.etcd_clients(),
             "work_dir": str(layout.data_dir / "backup"),
             "base_interval": BASE_INTERVAL_S,
             "base_first_delay": 5.0,

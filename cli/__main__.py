@@ -1,0 +1,5 @@
+"""``python -m cli``: the same as the ``drillbit`` command."""
+
+from cli.app import main
+
+main()
