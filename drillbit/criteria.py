@@ -179,8 +179,7 @@ def value_increase(name: str, probe: str, phase: str, minimum: float, what: str 
     """max(value) - min(value) of a probe's successful samples during a phase is at least ``minimum``."""
 
     def check(tl: Timeline) -> Verdict:
-        df = tl.select(probe=probe, phase=phase)
-        vals = df.loc[df["ok"].astype(bool), "value"].dropna()
+        vals = tl.readings(probe, phase)
         if len(vals) < 2:
             return Verdict(
                 name,
@@ -277,8 +276,7 @@ def value_above(name: str, probe: str, threshold: float, phase: str) -> Criterio
     """Some successful reading of the probe during the phase exceeded the threshold (e.g. a metric saw the fault)."""
 
     def check(tl: Timeline) -> Verdict:
-        df = tl.select(probe=probe, phase=phase)
-        vals = df.loc[df["ok"].astype(bool), "value"].dropna()
+        vals = tl.readings(probe, phase)
         if vals.empty:
             return Verdict(name, Outcome.FAIL, f"no reading of {probe} during {phase}")
         peak = float(vals.max())
@@ -292,8 +290,7 @@ def value_below(name: str, probe: str, threshold: float, phase: str) -> Criterio
     """The last successful reading of the probe in the phase is below the threshold (e.g. the volume was freed)."""
 
     def check(tl: Timeline) -> Verdict:
-        df = tl.select(probe=probe, phase=phase)
-        vals = df.loc[df["ok"].astype(bool), "value"].dropna()
+        vals = tl.readings(probe, phase)
         if vals.empty:
             return Verdict(name, Outcome.FAIL, f"no reading of {probe} during {phase}")
         last = float(vals.iloc[-1])

@@ -175,6 +175,13 @@ class Timeline:
             df = df[df["phase"] == phase]
         return df
 
+    def readings(self, probe: str, phase: str | None = None) -> pd.Series:
+        """The values of the probe's successful checks (in the phase), in time order; failed checks carry none."""
+        df = self.select(probe=probe, phase=phase)
+        if df.empty:
+            return pd.Series(dtype=float)
+        return df.loc[df["ok"].astype(bool), "value"].dropna()
+
     def __len__(self) -> int:
         return len(self._rows) + sum(len(f) for f in self._frames)
 

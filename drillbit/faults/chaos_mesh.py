@@ -27,6 +27,7 @@ from drillbit.faults.platform.chaosmesh import injection_state
 from drillbit.faults.platform.kubernetes import (
     REQUEST_TIMEOUT,
     TRANSPORT_ERRORS,
+    KubeClient,
     KubeConnection,
     api_error,
     custom_object_step,
@@ -62,7 +63,7 @@ def selection_count(
     return count
 
 
-class ChaosMeshFault(Fault):
+class ChaosMeshFault(KubeClient, Fault):
     """Create a Chaos Mesh experiment (a manifest from a kind's builder); wait until Chaos Mesh reports it injected."""
 
     def __init__(
@@ -85,13 +86,6 @@ class ChaosMeshFault(Fault):
         self.inject_timeout, self.poll_interval, self.delete_timeout = inject_timeout, poll_interval, delete_timeout
         partition = (manifest.get("spec") or {}).get("action") == "partition"
         self.kind = kind or ("network-partition" if partition else KINDS.get(manifest.get("kind"), "chaos"))
-        self._client: client.ApiClient | None = None
-
-    @property
-    def api(self) -> client.ApiClient:
-        if self._client is None:
-            self._client = self.connection.api_client()
-        return self._client
 
     @property
     def ref(self) -> str:

@@ -28,6 +28,7 @@ from drillbit.faults.platform import sandbox as sbx
 from drillbit.faults.platform.kubernetes import (
     REQUEST_TIMEOUT,
     TRANSPORT_ERRORS,
+    KubeClient,
     KubeConnection,
     ReadyReport,
     api_error,
@@ -36,12 +37,12 @@ from drillbit.faults.platform.kubernetes import (
     selector_string,
     wait_for_ready,
 )
-from drillbit.faults.targets import Mode, select_targets
+from drillbit.faults.targets import Mode, Selecting
 
 # ------------------------------------------------------------------------------------------------ sandbox
 
 
-class PodKill(Fault):
+class PodKill(Selecting, Fault):
     """SIGKILL the sandbox's supervised processes picked by label selector (only running ones are candidates)."""
 
     kind = "pod-kill"
@@ -64,15 +65,7 @@ class PodKill(Fault):
         # like Chaos Mesh, only running pods are candidates (a pod that is already gone cannot be killed)
         running = sbx.running_programs(self.endpoints["supervisor"])
         candidates = {n: c for n, c in self.endpoints["components"].items() if n in running}
-        targets = select_targets(
-            candidates,
-            self.selector,
-            self.mode,
-            self.value,
-            max_targets=self.max_targets,
-            max_percent=self.max_percent,
-            rng=self.rng,
-        )
+        targets = self.select(candidates)
         return Plan(self.kind, targets, {"selector": self.selector, "mode": self.mode, "signal": "SIGKILL"})
 
     def undo_steps(self, plan: Plan) -> list[dict[str, Any]]:
@@ -94,7 +87,7 @@ class PodKill(Fault):
 # ------------------------------------------------------------------------------------------------ Kubernetes
 
 
-class PodDelete(Fault):
+class PodDelete(Selecting, KubeClient, Fault):
     """Pod kill without Chaos Mesh: delete pods picked by label selector (modes as Chaos Mesh's, blast radius)."""
 
     kind = "pod-kill"
@@ -118,13 +111,6 @@ class PodDelete(Fault):
         self.connection = connection or KubeConnection()
         self.mode, self.value, self.max_targets, self.max_percent = mode, value, max_targets, max_percent
         self.grace_period, self.rng = grace_period, random.Random(seed)
-        self._client: client.ApiClient | None = None
-
-    @property
-    def core(self) -> client.CoreV1Api:
-        if self._client is None:
-            self._client = self.connection.api_client()
-        return client.CoreV1Api(self._client)
 
     def plan(self) -> Plan:
         if not self.selector:
@@ -133,15 +119,7 @@ class PodDelete(Fault):
             raise FaultError(f"grace_period must be ≥ 0 s, got {self.grace_period}")
         pods = list_pods(self.core, self.namespace, selector_string({"labelSelectors": self.selector}))
         components = {p["metadata"]["name"]: {"labels": p["metadata"].get("labels") or {}} for p in pods}
-        targets = select_targets(
-            components,
-            self.selector,
-            self.mode,
-            self.value,
-            max_targets=self.max_targets,
-            max_percent=self.max_percent,
-            rng=self.rng,
-        )
+        targets = self.select(components)
         uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
         detail = {"selector": self.selector, "namespace": self.namespace, "mode": self.mode, "via": "pod delete"}
         detail |= {"target_uids": {t: uids[t] for t in targets}, "known_uids": sorted(uids.values())}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from drillbit.faults.base import Fault, FaultError, Plan
@@ -22,6 +21,7 @@ from drillbit.faults.ledger import Handle
 from drillbit.faults.platform import sandbox as sbx
 from drillbit.faults.platform.kubernetes import (
     TRANSPORT_ERRORS,
+    KubeClient,
     KubeConnection,
     api_error,
     exec_in_pod,
@@ -58,7 +58,7 @@ class PortBlock(Fault):
 # ------------------------------------------------------------------------------------------------ Kubernetes
 
 
-class DbPortBlock(Fault):
+class DbPortBlock(KubeClient, Fault):
     """The seed's DB failure: an iptables DROP of the database port inside the database pod, removed on revert."""
 
     kind = "db-failure"
@@ -81,13 +81,6 @@ class DbPortBlock(Fault):
         self.pod, self.container = pod, container
         self.connection = connection or KubeConnection()
         self.exec_timeout = exec_timeout
-        self._client: client.ApiClient | None = None
-
-    @property
-    def core(self) -> client.CoreV1Api:
-        if self._client is None:
-            self._client = self.connection.api_client()
-        return client.CoreV1Api(self._client)
 
     def rule(self, op: str) -> list[str]:
         target = ["REJECT", "--reject-with", "tcp-reset"] if self.action == "reject" else ["DROP"]

@@ -84,3 +84,26 @@ def select_targets(
     count = mode_count(mode, value, len(matching))
     check_blast_radius(count, len(matching), max_targets, max_percent)
     return sorted((rng or random.Random()).sample(matching, count))
+
+
+class Selecting:
+    """A fault that picks its targets by label selector and mode within its blast radius (sandbox programs and
+    Kubernetes pods alike): it holds the selection's settings, ``select`` applies them to the candidates."""
+
+    selector: dict[str, str]
+    mode: Mode
+    value: float | None
+    max_targets: int | None
+    max_percent: float | None
+    rng: random.Random
+
+    def select(self, candidates: dict[str, dict[str, Any]]) -> list[str]:
+        return select_targets(
+            candidates,
+            self.selector,
+            self.mode,
+            self.value,
+            max_targets=self.max_targets,
+            max_percent=self.max_percent,
+            rng=self.rng,
+        )

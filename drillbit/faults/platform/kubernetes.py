@@ -82,6 +82,23 @@ class KubeConnection:
         return client.ApiClient(cfg)
 
 
+class KubeClient:
+    """A fault's connection to the API server, opened on first use (planning a manifest needs no cluster)."""
+
+    connection: KubeConnection
+    _api: client.ApiClient | None = None
+
+    @property
+    def api(self) -> client.ApiClient:
+        if self._api is None:
+            self._api = self.connection.api_client()
+        return self._api
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+
 def api_error(exc: BaseException) -> str:
     """A short readable reason from an ApiException (the Status message) or a transport error."""
     if isinstance(exc, ApiException):

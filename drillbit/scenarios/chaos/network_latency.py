@@ -52,10 +52,8 @@ def latency_visible(name: str, probe: str, expected_increase_s: float) -> Criter
     injection phase (the latency shows in the metrics)."""
 
     def check(tl: Timeline) -> Verdict:
-        base = tl.select(probe=probe, phase="baseline")
-        inj = tl.select(probe=probe, phase="injection")
-        b = base.loc[base["ok"].astype(bool), "value"].dropna()
-        i = inj.loc[inj["ok"].astype(bool), "value"].dropna()
+        b = tl.readings(probe, "baseline")
+        i = tl.readings(probe, "injection")
         if b.empty or i.empty:
             return Verdict(
                 name,

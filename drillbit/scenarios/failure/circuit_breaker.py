@@ -181,8 +181,7 @@ def breaker_opens(name: str) -> Criterion:
     """Open in the provider's own status AND in Prometheus (provider_bid_engine_circuit_state == 1)."""
 
     def check(tl: Timeline) -> Verdict:
-        seen = tl.select(probe="breaker", phase="injection")
-        states = seen.loc[seen["ok"].astype(bool), "value"].dropna()
+        states = tl.readings("breaker", "injection")
         status_open = bool((states == CIRCUIT["open"]).any())
         prom = tl.last_event("prometheus_breaker") or {"available": False}
         prom_open = bool(prom.get("open_points"))
