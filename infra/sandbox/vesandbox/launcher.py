@@ -155,6 +155,22 @@ class Layout:
         out += storage.storage_listeners(self)
         return out
 
+    def check_ports(self) -> None:
+        """ValueError when the offset puts any port outside 1..65535, naming the component and the valid offsets."""
+        ports = [(port, owner) for _host, port, owner in self.listeners()]
+        high, high_owner = max(ports)
+        low, low_owner = min(ports)
+        top, bottom = self.offset + 65535 - high, self.offset + 1 - low
+        if high > 65535:
+            raise ValueError(
+                f"port offset {self.offset} puts {high_owner} on port {high} (ports end at 65535); "
+                f"the largest valid offset is {top}"
+            )
+        if low < 1:
+            raise ValueError(
+                f"port offset {self.offset} puts {low_owner} on port {low}; the smallest valid offset is {bottom}"
+            )
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # components
@@ -997,6 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     layout = Layout(run_dir=args.run_dir.resolve(), offset=args.port_offset)
     try:
+        layout.check_ports()
         if args.cmd == "up":
             layout.weaknesses = args.weaken
             t0 = time.monotonic()
