@@ -29,6 +29,7 @@ EXHAUST = {"duration": 15.0, "baseline": 4.0, "recovery": 6.0, "size_mb": 128, "
 SPLIT = {"duration": 12.0, "baseline": 3.0, "recovery": 8.0, "scenario": "isolate-one", "confirm_timeout": 4.0}
 DR_FAST = {"interval": 0.5, "baseline": 4.0, "settle": 3.0, "restore_timeout": 180.0}
 DB_CORRUPTION = {**DR_FAST, "deployments": 1, "consistency_timeout": 30.0}
+PROVIDER_KILL = {"duration": 12.0, **SHORT, "target": "provider", "resume_within": 15.0}
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,22 @@ class Catch:
 MATRIX: dict[str, list[Catch]] = {
     "no-restart": [Catch("chaos-pod-kill", {"duration": 12.0, **SHORT}, "node-")],
     "no-alert-rules": [Catch("chaos-pod-kill", {"duration": 12.0, **SHORT}, "alerts fired")],
+    "node-stuck-after-restart": [Catch("chaos-pod-kill", {"duration": 12.0, **SHORT}, "node-")],
+    "alerts-not-routed": [Catch("chaos-pod-kill", {"duration": 12.0, **SHORT}, "on-call paged")],
     "no-read-cache": [
         Catch("chaos-db-failure", {"duration": 10.0, "verify_timeout": 15.0, **SHORT}, "cached responses")
     ],
     "no-write-queue": [
         Catch("chaos-db-failure", {"duration": 10.0, "verify_timeout": 15.0, **SHORT}, "writes queued, none lost")
+    ],
+    "stale-cache-after-recovery": [
+        Catch("chaos-db-failure", {"duration": 10.0, "verify_timeout": 15.0, **SHORT}, "reads fresh after recovery")
+    ],
+    "duplicate-queued-writes": [
+        Catch("chaos-db-failure", {"duration": 10.0, "verify_timeout": 15.0, **SHORT}, "each acknowledged write")
+    ],
+    "reordered-queued-writes": [
+        Catch("chaos-db-failure", {"duration": 10.0, "verify_timeout": 15.0, **SHORT}, "each acknowledged write")
     ],
     "no-circuit-breaker": [Catch("cascading-failure", CASCADE, "breaker opens")],
     "leaky-memory": [Catch("resource-exhaustion", EXHAUST, "node memory growth")],
@@ -54,6 +66,10 @@ MATRIX: dict[str, list[Catch]] = {
         Catch("dr-dc-loss", {**DR_FAST, "baseline": 8.0, "rpo_target": 1.0, "wait_for_alert": False}, "RPO")
     ],
     "broken-wal-archive": [Catch("dr-db-corruption", DB_CORRUPTION, "WAL replayed to just before the corruption")],
+    "provider-forgets-leases": [
+        Catch("chaos-pod-kill", PROVIDER_KILL, "leases running before the kill are running after it")
+    ],
+    "bids-lost-on-restart": [Catch("chaos-pod-kill", PROVIDER_KILL, "bids in flight are settled or retried")],
 }
 
 # flows run on the healthy sandbox (compressed); none may fail. The longer load scenarios (load, stress, soak,
@@ -63,6 +79,7 @@ HEALTHY: list[tuple[str, dict[str, Any]]] = [
     ("synthetic", {"rounds": 2, "interval": 1.0}),
     ("e2e", {}),
     ("chaos-pod-kill", {"duration": 12.0, **SHORT}),
+    ("chaos-pod-kill", PROVIDER_KILL),
     ("load-smoke", {"time_scale": 0.05}),
     ("chaos-network-latency", {"duration": 15.0, "baseline": 10.0, "recovery": 3.0, "latency_ms": 200.0}),
     ("chaos-disk-pressure", {"duration": 12.0, **SHORT, "workers": 2, "io_bytes": 8 << 20}),

@@ -1,13 +1,20 @@
 """Reusable criteria over a Timeline. Each returns a Criterion; grading yields a Verdict with its evidence.
 
-Too few samples to judge is "inconclusive" with the reason, never a pass.
+Too few samples to judge is "inconclusive" with the reason, never a pass. Inconclusive means "the harness could not
+measure" and carries the figures (the window, the probe's samples elsewhere); it never covers "the system never
+answered": a check with a deadline that never answers is a failed sample at its deadline (``drillbit.monitor``), and
+a check that had not answered when the observation ended (the Observer's ``check_unanswered`` event) makes a
+criterion over its window FAIL, with the check listed (``unanswered``).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pandas as pd
 
+from drillbit import soundness
 from drillbit.model import Criterion, Outcome, Timeline, Verdict
 
 
@@ -17,6 +24,39 @@ def _scope(probe: str, phase: str | None) -> str:
 
 def _samples(tl: Timeline, probe: str, phase: str | None) -> pd.DataFrame:
     return tl.select(probe=probe, phase=phase)
+
+
+def unanswered(tl: Timeline, probes: list[str], phase: str | None) -> list[dict]:
+    """Checks of ``probes`` started in ``phase`` that had not answered when the observation ended (first 10)."""
+    out = []
+    for e in tl.events:
+        if e.get("kind") != "check_unanswered" or e.get("probe") not in probes:
+            continue
+        if phase is None or tl.phase_of(float(e["started"])) == phase:
+            out.append({"probe": e["probe"], "started": e["started"], "running_s": e.get("running_s")})
+    return out[:10]
+
+
+def too_few(
+    name: str, tl: Timeline, probes: list[str], phase: str | None, n: int, limit: float | None = None
+) -> Verdict:
+    """The verdict of a window with too few samples: FAIL when a check started in it never answered (the system
+    never answered, for at least ``limit`` seconds when given); else INCONCLUSIVE, the harness took no measurement,
+    with the figures: the window's length and the probes' samples over the whole observation."""
+    scope = _scope(", ".join(probes), phase)
+    stuck = [u for u in unanswered(tl, probes, phase) if limit is None or (u["running_s"] or 0.0) >= limit]
+    if stuck:
+        longest = max(float(u["running_s"] or 0.0) for u in stuck)
+        ev = {"samples": n, "unanswered": stuck}
+        reason = f"{len(stuck)} check(s) of {scope} never answered (still running after {longest:.0f} s at the end)"
+        return Verdict(name, Outcome.FAIL, reason, ev)
+    ev: dict = {"samples": n, "samples_whole_run": int(tl.frame["probe"].isin(probes).sum()) if len(tl) else 0}
+    window = ""
+    bounds = tl.phase_bounds(phase) if phase else None
+    if bounds is not None and bounds[1] is not None:
+        ev["window_s"] = round(bounds[1] - bounds[0], 2)
+        window = f" in its {ev['window_s']:g} s"
+    return Verdict(name, Outcome.INCONCLUSIVE, f"only {n} samples of {scope}{window}: nothing was measured", ev)
 
 
 def percentile(values: np.ndarray, pct: float) -> float:
@@ -43,7 +83,7 @@ def availability(name: str, probe: str, minimum: float, phase: str | None = None
         df = _samples(tl, probe, phase)
         n = len(df)
         if n < min_samples:
-            return Verdict(name, Outcome.INCONCLUSIVE, f"only {n} samples of {_scope(probe, phase)}", {"samples": n})
+            return too_few(name, tl, [probe], phase, n)
         ratio = float(df["ok"].mean())
         ev = {"availability": round(ratio, 6), "samples": n, "failures": int((~df["ok"].astype(bool)).sum())}
         outcome = Outcome.PASS if ratio >= minimum else Outcome.FAIL
@@ -57,7 +97,7 @@ def error_rate(name: str, probe: str, maximum: float, phase: str | None = None, 
         df = _samples(tl, probe, phase)
         n = len(df)
         if n < min_samples:
-            return Verdict(name, Outcome.INCONCLUSIVE, f"only {n} samples of {_scope(probe, phase)}", {"samples": n})
+            return too_few(name, tl, [probe], phase, n)
         rate = 1.0 - float(df["ok"].mean())
         ev = {"error_rate": round(rate, 6), "samples": n, "errors": int((~df["ok"].astype(bool)).sum())}
         first = df.loc[~df["ok"].astype(bool), "error"].dropna()
@@ -78,7 +118,9 @@ def latency(
     ok_only: bool = False,
     min_samples: int = 1,
 ) -> Criterion:
-    """pXX latency (seconds) of a probe under a limit; failed samples count unless ok_only (a timeout is slow)."""
+    """pXX latency (seconds) of a probe under a limit; failed samples count unless ok_only (a timeout is slow).
+
+    Timed: a FAIL while the harness was the bottleneck is inconclusive (``drillbit.soundness``)."""
 
     def check(tl: Timeline) -> Verdict:
         df = _samples(tl, probe, phase)
@@ -86,13 +128,16 @@ def latency(
             df = df[df["ok"].astype(bool)]
         lat = df["latency"].dropna().to_numpy(dtype=float)
         if len(lat) < min_samples:
-            return Verdict(name, Outcome.INCONCLUSIVE, f"only {len(lat)} timed samples of {_scope(probe, phase)}")
+            return too_few(name, tl, [probe], phase, len(lat), limit=maximum)
         value = percentile(lat, pct)
         ev = {f"p{pct:g}_s": round(value, 4), "max_s": round(float(lat.max()), 4), "samples": len(lat)}
+        failed = int((~df["ok"].astype(bool)).sum()) if not ok_only else 0
+        if failed and failed >= (1.0 - pct / 100.0) * len(lat):
+            ev["timed"] = False  # the percentile is made of checks that never succeeded: the system did not answer
         outcome = Outcome.PASS if value < maximum else Outcome.FAIL
         return Verdict(name, outcome, f"p{pct:g} {value:.3f} s over {len(lat)} samples of {_scope(probe, phase)}", ev)
 
-    return Criterion(name, f"p{pct:g} < {maximum:g} s", check)
+    return soundness.timed(Criterion(name, f"p{pct:g} < {maximum:g} s", check), phase)
 
 
 def all_ok(
@@ -113,19 +158,25 @@ def all_ok(
         if df.empty:
             if missing:
                 return Verdict(name, missing[0], missing[1])
-            return Verdict(name, Outcome.INCONCLUSIVE, f"no samples of {_scope(', '.join(names), phase)}")
+            return too_few(name, tl, names, phase, 0)
         bad = df[~df["ok"].astype(bool)]
-        ev = {"samples": len(df), "failures": len(bad)}
-        if len(bad):
+        stuck = unanswered(tl, names, phase)  # a check that never answered failed too
+        ev = {"samples": len(df), "failures": len(bad) + len(stuck)}
+        if stuck:
+            ev["unanswered"] = stuck
+        if len(bad) or stuck:
             ev["errors"] = [str(e)[:200] for e in bad["error"].dropna().head(3)]
-            return Verdict(name, Outcome.FAIL, f"{len(bad)} of {len(df)} {label} checks failed", ev)
+            n_bad, n_all = len(bad) + len(stuck), len(df) + len(stuck)
+            return Verdict(name, Outcome.FAIL, f"{n_bad} of {n_all} {label} checks failed", ev)
         return Verdict(name, Outcome.PASS, f"all {len(df)} {label} checks succeeded", ev)
 
     return Criterion(name, "every check succeeds", check)
 
 
 def recovered_within(name: str, probe: str, after_event: str, seconds: float) -> Criterion:
-    """The first successful sample at or after the last ``after_event`` event came within ``seconds``."""
+    """The first successful sample at or after the last ``after_event`` event came within ``seconds``.
+
+    Timed: recovering late while the harness was the bottleneck is inconclusive; never recovering stays a FAIL."""
 
     def check(tl: Timeline) -> Verdict:
         t0 = tl.last_event_ts(after_event)
@@ -135,13 +186,14 @@ def recovered_within(name: str, probe: str, after_event: str, seconds: float) ->
         after = df[(df["ts"] >= t0) & df["ok"].astype(bool)]
         if after.empty:
             last = float(df["ts"].max() - t0) if len(df) else 0.0
-            ev = {"observed_for_s": round(last, 2)}
+            ev = {"observed_for_s": round(last, 2), "timed": False}
             return Verdict(name, Outcome.FAIL, f"{probe} did not recover in {last:.1f} s after {after_event}", ev)
         took = float(after["ts"].iloc[0] - t0)
         outcome = Outcome.PASS if took <= seconds else Outcome.FAIL
         return Verdict(name, outcome, f"{probe} ok {took:.1f} s after {after_event}", {"recovery_s": round(took, 2)})
 
-    return Criterion(name, f"recovered within {seconds:g} s", check)
+    criterion = Criterion(name, f"recovered within {seconds:g} s", check)
+    return soundness.timed(criterion, window=soundness.after_event(after_event))
 
 
 # ------------------------------------------------------------------------------------------- chaos experiment criteria
@@ -163,7 +215,7 @@ def budget_share(
         if phase:
             df = df[df["phase"] == phase]
         if df.empty:
-            return Verdict(name, Outcome.INCONCLUSIVE, f"no samples of {', '.join(probes)}")
+            return too_few(name, tl, probes, phase, 0)
         failures = int((~df["ok"].astype(bool)).sum())
         bad_s = failures * interval
         share = bad_s / budget_s
@@ -226,7 +278,7 @@ def paged(name: str, expected: list[str], within: float, after_event: str = "inj
             return Verdict(name, Outcome.INCONCLUSIVE, f"no {after_event!r} event")
         pages = [e for e in tl.events if e["kind"] == "page" and e["ts"] >= t0 - 1 and e.get("alertname") in expected]
         if not pages:
-            return Verdict(name, Outcome.FAIL, "no page for " + ", ".join(expected), {"pages": 0})
+            return _not_paged(name, tl, expected, t0)
         took = pages[0]["ts"] - t0
         ev = {"alertname": pages[0].get("alertname"), "seconds_after_fault": round(took, 1), "pages": len(pages)}
         outcome = Outcome.PASS if took <= within else Outcome.FAIL
@@ -310,7 +362,7 @@ def min_availability(name: str, probe_names: list[str], minimum: float, phase: s
             if len(df):
                 shares[p] = round(float(df["ok"].astype(bool).mean()), 4)
         if not shares:
-            return Verdict(name, Outcome.INCONCLUSIVE, f"no samples of {', '.join(probe_names)} during {phase}")
+            return too_few(name, tl, probe_names, phase, 0)
         worst = min(shares, key=shares.get)
         outcome = Outcome.PASS if shares[worst] >= minimum else Outcome.FAIL
         return Verdict(name, outcome, f"lowest: {worst} {shares[worst]:.1%} during {phase}", {"availability": shares})
@@ -326,7 +378,7 @@ def error_budget(name: str, probe_names: list[str], maximum: float, phase: str) 
         df = tl.frame
         df = df[df["probe"].isin(probe_names) & (df["phase"] == phase)]
         if df.empty:
-            return Verdict(name, Outcome.INCONCLUSIVE, f"no client request during {phase}")
+            return too_few(name, tl, probe_names, phase, 0)
         bad = int((~df["ok"].astype(bool)).sum())
         rate = bad / len(df)
         ev = {"requests": len(df), "errors": bad, "error_rate": round(rate, 4)}
@@ -337,3 +389,118 @@ def error_budget(name: str, probe_names: list[str], maximum: float, phase: str) 
         return Verdict(name, outcome, f"{bad} of {len(df)} client requests failed during {phase}", ev)
 
     return Criterion(name, f"error rate ≤ {maximum:.0%}", check)
+
+
+# ------------------------------------------------------------------------------- graded from the client's side (E2)
+
+
+def _not_paged(name: str, tl: Timeline, expected: list[str], t0: float) -> Verdict:
+    """No page reached the pager: say where the alerting path broke (an alert Alertmanager held that never reached
+    the pager, or no alert at all). The pager is the end of the path: only a page there counts."""
+    fired = [
+        e for e in tl.events if e["kind"] == "alert_firing" and e["ts"] >= t0 - 1 and e.get("alertname") in expected
+    ]
+    ev: dict = {"pages": 0}
+    if not fired:
+        return Verdict(name, Outcome.FAIL, f"no page for {', '.join(expected)}, and none of them fired", ev)
+    first = fired[0]
+    at = datetime.fromtimestamp(first["ts"], UTC).strftime("%H:%M:%S")
+    took = first["ts"] - t0
+    ev.update(
+        fired_in_alertmanager=sorted({str(e.get("alertname")) for e in fired}),
+        first_fired=first.get("alertname"),
+        fired_at=datetime.fromtimestamp(first["ts"], UTC).isoformat(timespec="seconds"),
+        fired_s_after_fault=round(took, 1),
+    )
+    reason = (
+        f"{first.get('alertname')} fired in Alertmanager at {at} UTC ({took:.0f} s after the fault) "
+        "but never reached the pager"
+    )
+    return Verdict(name, Outcome.FAIL, reason, ev)
+
+
+def serves_current_chain(
+    name: str,
+    node: str,
+    probe: str,
+    peers: list[str],
+    seconds: float,
+    after_event: str = "injected",
+    max_lag: int = 2,
+    health: str | None = None,
+    stale: float = 5.0,
+) -> Criterion:
+    """A restarted node is back when a client reading it gets the current chain, not when it says it is healthy.
+
+    ``probe`` reads the latest block ``node`` serves (value: its height); ``peers`` read the other nodes the same way.
+    The node is caught up at its first answer at most ``max_lag`` blocks below the highest height the peers served
+    in the ``stale`` seconds before it, provided it then advances (a later answer is higher); graded from the last
+    ``after_event``. ``health`` (the node's own health check) is evidence only."""
+
+    def check(tl: Timeline) -> Verdict:
+        t0 = tl.last_event_ts(after_event)
+        if t0 is None:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no {after_event!r} event recorded")
+        df = tl.frame
+        if df.empty:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no samples of {probe}")
+        good = df["ok"].astype(bool) & df["value"].notna()
+        ev: dict = {"node": node}
+        before = df[(df["probe"] == probe) & good & (df["ts"] < t0)]
+        if len(before):
+            ev["height_before_kill"] = int(before["value"].iloc[-1])
+        if health:
+            h = df[(df["probe"] == health) & df["ok"].astype(bool) & (df["ts"] >= t0)]
+            ev["health_ok_after_s"] = round(float(h["ts"].iloc[0] - t0), 2) if len(h) else None
+        own = df[(df["probe"] == probe) & (df["ts"] >= t0)]
+        if own.empty:
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no reading of {node}'s RPC after {after_event}", ev)
+        observed = float(own["ts"].max() - t0)
+        ev["observed_for_s"] = round(observed, 2)
+        answered = own[good.loc[own.index]]
+        if answered.empty:
+            errors = own["error"].dropna()
+            if len(errors):
+                ev["last_error"] = str(errors.iloc[-1])[:200]
+            return Verdict(name, Outcome.FAIL, f"{node}'s RPC served no block in {observed:.1f} s after the kill", ev)
+        ref = df[df["probe"].isin(peers) & good]
+        ref_ts, ref_h = ref["ts"].to_numpy(dtype=float), ref["value"].to_numpy(dtype=float)
+        rows = []  # (ts, served height, chain height or None)
+        own_ts, own_h = answered["ts"].to_numpy(dtype=float), answered["value"].to_numpy(dtype=float)
+        for ts, height in zip(own_ts, own_h, strict=True):
+            near = ref_h[(ref_ts <= ts) & (ref_ts >= ts - stale)]
+            rows.append((ts, height, float(near.max()) if len(near) else None))
+        ev["answered_after_s"] = round(rows[0][0] - t0, 2)
+        judged = [r for r in rows if r[2] is not None]
+        if not judged:
+            reason = f"no reading of the other nodes ({', '.join(peers)}) within {stale:g} s of {node}'s answers"
+            return Verdict(name, Outcome.INCONCLUSIVE, reason + ": the chain's height is unknown", ev)
+        caught = None
+        for ts, height, chain_h in judged:
+            later = [r[1] for r in rows if r[0] > ts]
+            if chain_h - height <= max_lag and (not later or max(later) > height):
+                caught = (ts, height, chain_h, bool(later))
+                break
+        _, last_h, last_c = judged[-1]
+        ev.update(served_height=int(last_h), chain_height=int(last_c), lag_blocks=int(last_c - last_h))
+        served = [r[1] for r in rows]
+        if caught is None:
+            reason = (
+                f"{node} answered {ev['answered_after_s']:.1f} s after the kill but never caught up: it served height "
+                f"{int(last_h)} while the chain was at {int(last_c)} ({int(last_c - last_h)} blocks behind) after "
+                f"{observed:.1f} s"
+            )
+            if min(served) == max(served):
+                reason += f"; its height stayed at {int(last_h)}"
+            return Verdict(name, Outcome.FAIL, reason, ev)
+        took = caught[0] - t0
+        ev.update(recovery_s=round(took, 2), caught_up_at_height=int(caught[1]), chain_height_then=int(caught[2]))
+        ev["advancing"] = caught[3] or None  # None: the observation ended at the catch-up
+        outcome = Outcome.PASS if took <= seconds else Outcome.FAIL
+        reason = (
+            f"{node} served the current chain {took:.1f} s after {after_event}: height {int(caught[1])}, chain at "
+            f"{int(caught[2])}"
+        )
+        return Verdict(name, outcome, reason, ev)
+
+    return Criterion(name, f"serves the chain (≤ {max_lag} blocks behind, advancing) within {seconds:g} s", check)

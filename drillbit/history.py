@@ -229,3 +229,119 @@ class TxHistory(Monitor):
                 n += 1
                 stop.wait(self.interval)
         return n
+
+
+# ------------------------------------------------------------------------------- keyed writes through an API
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write a client made to a keyed store: its key, its place in the client's order and what it learned.
+
+    ``seq`` is the client's order of acknowledgement (one client writing one at a time: the order it issued them);
+    ``outcome`` as for ``Op``: ``ok`` acknowledged, ``fail`` definitely not taken, ``info`` unknown.
+    """
+
+    key: str
+    seq: int
+    outcome: OpOutcome
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A record as a client reads it back: the value, how many writes the store applied to the key (``version``,
+    None when the store does not say) and when it applied the last one (``applied_at``, sortable; None if unknown)."""
+
+    key: str
+    value: Any
+    version: int | None = None
+    applied_at: str | float | None = None
+
+
+@dataclass
+class WriteCheck:
+    valid: bool
+    acknowledged: int
+    observed: int
+    unknown_applied: int  # unknown writes found applied (fine, once)
+    lost: list[dict[str, Any]] = field(default_factory=list)  # acknowledged, not readable
+    duplicated: list[dict[str, Any]] = field(default_factory=list)  # applied more often than written
+    reordered: list[dict[str, Any]] = field(default_factory=list)  # applied before a write acknowledged earlier
+    phantom: list[dict[str, Any]] = field(default_factory=list)  # applied, never acknowledged (failed or never made)
+
+    KINDS = ("lost", "duplicated", "reordered", "phantom")
+
+    def to_dict(self, limit: int = 10) -> dict[str, Any]:
+        """As JSON-able evidence: the count of every anomaly and its first ``limit`` items."""
+        d = {"valid": self.valid, "acknowledged": self.acknowledged, "observed": self.observed}
+        d["unknown_applied"] = self.unknown_applied
+        for kind in self.KINDS:
+            items = getattr(self, kind)
+            d[f"{kind}_count"] = len(items)
+            d[kind] = items[:limit]
+        return d
+
+    def summary(self) -> str:
+        if self.valid:
+            return f"all {self.acknowledged} acknowledged writes applied exactly once, in acknowledgement order"
+        return "; ".join(f"{len(getattr(self, k))} {k}" for k in self.KINDS if getattr(self, k))
+
+
+def check_writes(writes: list[Write], applied: list[Applied]) -> WriteCheck:
+    """Check a client's write history against the records read back (Jepsen's set and register checkers for a
+    keyed store with last-write-wins values):
+
+    - lost: an acknowledged write whose key cannot be read, or (several writes to one key) whose key holds the value
+      of a write acknowledged before it and nothing later;
+    - duplicated: a key whose store-side ``version`` exceeds the writes that may have been applied to it (the
+      acknowledged and the unknown ones);
+    - reordered: the writes whose values are read back, taken in the client's order, must have been applied in that
+      order (``applied_at`` not decreasing); a write applied before one acknowledged earlier is listed with it;
+    - phantom: a value read back that no acknowledged or unknown write carried (a failed write, or none at all).
+    """
+    by_key: dict[str, list[Write]] = {}
+    for w in sorted(writes, key=lambda w: w.seq):
+        by_key.setdefault(w.key, []).append(w)
+    seen = {a.key: a for a in applied}
+    acked = [w for w in writes if w.outcome == "ok"]
+    result = WriteCheck(valid=True, acknowledged=len(acked), observed=len(applied), unknown_applied=0)
+    current: list[tuple[Write, Applied]] = []  # the write each record's value came from
+    for key, ws in by_key.items():
+        rec = seen.get(key)
+        maybe = [w for w in ws if w.outcome != "fail"]
+        if rec is None:
+            result.lost += [{"key": key, "seq": w.seq} for w in maybe if w.outcome == "ok"]
+            continue
+        src = next((w for w in reversed(ws) if w.value == rec.value), None)
+        if src is None or src.outcome == "fail":
+            result.phantom.append({"key": key, "value": rec.value, "failed_write": src.seq if src else None})
+        else:
+            current.append((src, rec))
+            result.unknown_applied += src.outcome == "info"
+            later = [w.seq for w in ws if w.outcome == "ok" and w.seq > src.seq]
+            if later:  # an older value survived newer acknowledged writes
+                result.lost += [{"key": key, "seq": s, "holds_seq": src.seq} for s in later]
+        if rec.version is not None and rec.version > len(maybe):
+            result.duplicated.append({"key": key, "version": rec.version, "writes": len(maybe)})
+    result.phantom += [{"key": a.key, "value": a.value, "failed_write": None} for a in applied if a.key not in by_key]
+    _check_order(result, current)
+    result.valid = not any(getattr(result, k) for k in WriteCheck.KINDS)
+    return result
+
+
+def _check_order(result: WriteCheck, current: list[tuple[Write, Applied]]) -> None:
+    latest: tuple[Write, Applied] | None = None  # the latest-applied write among those acknowledged earlier
+    for w, rec in sorted(((w, r) for w, r in current if r.applied_at is not None), key=lambda p: p[0].seq):
+        if latest is not None and rec.applied_at < latest[1].applied_at:  # type: ignore[operator]
+            before, brec = latest
+            result.reordered.append(
+                {
+                    "key": w.key,
+                    "seq": w.seq,
+                    "applied_at": rec.applied_at,
+                    "applied_before": {"key": before.key, "seq": before.seq, "applied_at": brec.applied_at},
+                }
+            )
+        elif latest is None or rec.applied_at > latest[1].applied_at:  # type: ignore[operator]
+            latest = (w, rec)

@@ -16,6 +16,55 @@ import httpx
 
 from drillbit.model import Sample, Timeline
 from drillbit.monitor import Monitor
+from drillbit.soundness import HARNESS_LATENESS, HOST_CPU
+
+PROC_STAT = "/proc/stat"
+HOST_SAMPLE_INTERVAL = 0.5  # seconds between two looks at the host's CPU (and the sampler's own lateness)
+
+
+def read_cpu_times(path: str = PROC_STAT) -> tuple[int, int] | None:
+    """(busy, total) jiffies of all cores from the first line of /proc/stat; None where there is none."""
+    try:
+        with open(path) as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal (guest is in user)
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks)
+
+
+@dataclass
+class HostSampler:
+    """The harness's own health while it measures: every ``interval`` s a ``host-cpu`` sample (value: busy share of
+    all cores since the last look) and a ``harness-lateness`` sample (value: seconds this thread woke after it was
+    due, the scheduling lateness the probes of this process suffer too). Both always ok: they grade nothing
+    themselves; ``drillbit.soundness`` reads them to tell a slow system from a slow harness."""
+
+    interval: float = HOST_SAMPLE_INTERVAL
+    path: str = PROC_STAT
+
+    def available(self) -> bool:
+        return read_cpu_times(self.path) is not None
+
+    def run(self, on_sample: Callable[[Sample], None], stop: threading.Event) -> None:
+        prev = read_cpu_times(self.path)
+        due = time.monotonic() + self.interval
+        while prev is not None and not stop.wait(max(0.0, due - time.monotonic())):
+            now = time.monotonic()
+            late = max(0.0, now - due)
+            cur = read_cpu_times(self.path)
+            if cur is None:
+                return
+            busy, total = cur[0] - prev[0], cur[1] - prev[1]
+            ts = time.time()
+            if total > 0:
+                on_sample(Sample(HOST_CPU, ts, True, None, round(busy / total, 4)))
+            on_sample(Sample(HARNESS_LATENESS, ts, True, None, round(late, 4)))
+            prev = cur
+            due = due + self.interval if late < self.interval else now + self.interval  # never a burst to catch up
 
 
 @dataclass
@@ -46,15 +95,22 @@ class Observer:
     pager: str | None = None
     abort: AbortPolicy | None = None
     watch_interval: float = 1.0
+    host: HostSampler | None = field(default_factory=HostSampler)  # None: no host-cpu / lateness samples
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _seen_alerts: set[str] = field(default_factory=set)
     _seen_pages: dict[str, dict] = field(default_factory=dict)
     aborted: str | None = None
+    _closed: bool = False
 
     def start(self) -> Observer:
         for m in self.monitors:
-            t = threading.Thread(target=m.run, args=(self.timeline.add,), kwargs={"stop": self._stop}, daemon=True)
+            kwargs = {"stop": self._stop, "on_late": self._late_answer}
+            t = threading.Thread(target=m.run, args=(self._add,), kwargs=kwargs, daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.host is not None and self.host.available():
+            t = threading.Thread(target=self.host.run, args=(self.timeline.add, self._stop), daemon=True)
             t.start()
             self._threads.append(t)
         if self.alertmanager or self.pager:
@@ -75,10 +131,44 @@ class Observer:
         return None
 
     def stop(self, timeout: float = 40.0) -> None:
+        """End the observation. A check in flight is waited for until it answers or reaches its monitor's deadline
+        (then it is a failed sample at the deadline: a probe that never answers is a failure, not a missing sample);
+        a check of a monitor without a deadline is waited for ``timeout`` seconds, then abandoned and recorded as a
+        ``check_unanswered`` event (probe, when it started, how long it had run), the evidence criteria read."""
         self._stop.set()
+        longest = max([timeout] + [m.deadline + 1.0 for m in self.monitors if m.deadline is not None])
+        end = time.monotonic() + longest
         for t in self._threads:
-            t.join(timeout)
+            t.join(max(0.0, end - time.monotonic()))
+        self._closed = True  # from here on, a sample or late answer of an abandoned check is dropped
+        now = time.time()
+        for m in self.monitors:
+            since = m.in_flight_since
+            if since is not None:
+                self.timeline.event(
+                    "check_unanswered", m.name, probe=m.name, started=since, running_s=round(now - since, 3)
+                )
         self._poll_watchers()  # a last look, so that nothing seen at the end is missed
+
+    def _add(self, sample: Sample) -> None:
+        """A monitor's sample; one arriving after the observation ended (a check abandoned at ``stop``, already
+        recorded as ``check_unanswered``) is dropped: the timeline is being graded."""
+        if not self._closed:
+            self.timeline.add(sample)
+
+    def _late_answer(self, sample: Sample) -> None:
+        """A check answered after its deadline (already a failed sample): evidence only, never a second sample."""
+        if self._closed:  # the timeline is being graded: an abandoned check ending now changes nothing
+            return
+        self.timeline.event(
+            "late_answer",
+            sample.probe,
+            probe=sample.probe,
+            started=sample.ts,
+            latency_s=None if sample.latency is None else round(sample.latency, 3),
+            ok=sample.ok,
+            error=sample.error,
+        )
 
     def _watch(self) -> None:
         while not self._stop.wait(self.watch_interval):
@@ -126,5 +216,5 @@ class Observer:
                 self._seen_pages[pid] = p
 
 
-def probe_monitor(name: str, interval: float, probe: Callable[[], Sample]) -> Monitor:
-    return Monitor(name, interval, probe)
+def probe_monitor(name: str, interval: float, probe: Callable[[], Sample], deadline: float | None = None) -> Monitor:
+    return Monitor(name, interval, probe, deadline)

@@ -70,6 +70,7 @@ def tx_submission(client: VirtEngineClient, signer: str = "drillbit-synthetic", 
         result = client.submit("provider/update", signer, msg, confirm_timeout=timeout)
         return float(result.height)
 
+    check.timeout = timeout  # type: ignore[attr-defined]  # the monitor's default deadline (drillbit.monitor)
     return check
 
 
@@ -152,6 +153,7 @@ def deployment_provisioning(
             with contextlib.suppress(ClientError):  # best effort here; the E2E flow grades closing explicitly
                 client.close_deployment(owner, dseq)
 
+    check.timeout = max(timeout, bid_timeout)  # type: ignore[attr-defined]  # the monitor's default deadline
     return check
 
 
@@ -178,6 +180,18 @@ def api_read(client: VirtEngineClient, path: str = "/api/v1/market/orders", limi
     return check
 
 
+def api_read_doc(client: VirtEngineClient, path: str = "/api/v1/market/orders", limit: int = 20) -> dict[str, Any]:
+    """One marketplace read as a user makes it (the query ``api_read`` makes), with what it says about its own age:
+    ``{"path", "status", "x_cache", "source", "indexed_height", "items"}`` (``indexed_height`` None if absent)."""
+    r = client.api_get(path, limit=limit)
+    doc: dict[str, Any] = {"path": path, "status": r.status_code, "x_cache": r.headers.get("x-cache")}
+    body = r.json() if r.status_code == 200 else {}
+    height = body.get("indexed_height")
+    doc.update(source=body.get("source"), indexed_height=height if isinstance(height, int) else None)
+    doc["items"] = len(body.get("items", []))
+    return doc
+
+
 class WriteCanary:
     """Writes monotonically numbered records through the API and remembers every acknowledged one.
 
@@ -189,6 +203,7 @@ class WriteCanary:
         self.seq = 0
         self.acked: dict[str, float] = {}  # key → ack time
         self.queued: set[str] = set()
+        self.attempts: list[dict[str, Any]] = []  # every write made: key, seq, value, outcome (ok | fail | info)
         self._lock = threading.Lock()
 
     def check(self) -> float:
@@ -196,14 +211,45 @@ class WriteCanary:
             self.seq += 1
             seq = self.seq
         key = f"{self.prefix}-{seq:08d}"
-        r = self.client.api_post("/api/v1/records", {"key": key, "value": {"seq": seq, "ts": time.time()}})
+        value = {"seq": seq, "ts": time.time()}
+        attempt: dict[str, Any] = {"key": key, "seq": seq, "value": value, "outcome": "info"}
+        with self._lock:
+            self.attempts.append(attempt)
+        r = self.client.api_post("/api/v1/records", {"key": key, "value": value})  # raising: the outcome is unknown
         if r.status_code not in (201, 202):
+            # refused (4xx, or 503: not applied and not queued) is a definite no; any other answer leaves it unknown
+            attempt["outcome"] = "fail" if r.status_code < 500 or r.status_code == 503 else "info"
             raise CheckFailed(f"write {key}: HTTP {r.status_code}: {r.text[:120]}")
         with self._lock:
+            attempt["outcome"] = "ok"
             self.acked[key] = time.time()
             if r.status_code == 202:
                 self.queued.add(key)
         return float(seq)
+
+    def history(self) -> list[dict[str, Any]]:
+        """A copy of every write made so far (key, seq, value, outcome), in the order they were made."""
+        with self._lock:
+            return [dict(a) for a in self.attempts]
+
+    def read_back(self, limit: int = 1000) -> dict[str, Any]:
+        """The canary's records as a client reads them through the API's listing (``?prefix=``), plus a direct read
+        of each key made that the listing did not show when it came back full. Returns ``{"records": [doc],
+        "listed": n, "truncated": bool}``; a record doc as the API serves it (key, value, version, applied_at)."""
+        r = self.client.api_get("/api/v1/records", prefix=f"{self.prefix}-", limit=limit)
+        if r.status_code != 200:
+            raise CheckFailed(f"records listing: HTTP {r.status_code}: {r.text[:120]}")
+        records = {doc["key"]: doc for doc in r.json().get("items", [])}
+        truncated = len(records) >= limit
+        if truncated:
+            with self._lock:
+                keys = [a["key"] for a in self.attempts]
+            for key in keys:
+                if key not in records:
+                    got = self.client.api_get(f"/api/v1/records/{key}")
+                    if got.status_code == 200:
+                        records[key] = got.json()
+        return {"records": list(records.values()), "listed": len(r.json().get("items", [])), "truncated": truncated}
 
     def verify(self, timeout: float = 60.0) -> dict[str, Any]:
         """Wait (bounded) for every acknowledged write to be readable; report the missing ones."""
@@ -277,4 +323,5 @@ def bid_placement(client: VirtEngineClient, owner: str = "drillbit-bidprobe", ti
             with contextlib.suppress(ClientError):
                 client.close_deployment(owner, dseq)
 
+    check.timeout = timeout  # type: ignore[attr-defined]  # the monitor's default deadline (drillbit.monitor)
     return check

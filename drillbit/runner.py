@@ -40,7 +40,7 @@ class UnhealthyTarget(RuntimeError):
 
 def check_steady_state(monitors: list[Monitor]) -> list[Sample]:
     """Every probe must succeed once before anything is injected."""
-    samples = [m.probe() for m in monitors]
+    samples = [m.once() for m in monitors]  # by each monitor's deadline: a stuck probe is a failure, not a hang
     bad = [f"{s.probe}: {s.error}" for s in samples if not s.ok]
     if bad:
         raise UnhealthyTarget("target not in steady state, refusing to inject: " + "; ".join(bad))

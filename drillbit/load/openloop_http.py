@@ -12,7 +12,8 @@ SIGINT) stops the schedule, drains for at most a second and still writes the res
 
 Output: ``OUT`` has one CSV line per request, ``intended_start_unix,latency_s,status`` (status: the HTTP code;
 0 connection error; -1 timed out; -3 cut off by SIGTERM), flushed every half second; ``OUT.meta.json`` is written
-at start (``"state": "running"``) and at the end (counts, achieved offered rate, scheduler lateness).
+at start (``"state": "running"``) and at the end (counts, achieved offered rate, scheduler lateness: the largest,
+and the distribution of every arrival's lateness and of its wait until sent — the harness's own share of latency).
 """
 
 from __future__ import annotations
@@ -36,6 +37,51 @@ from urllib.parse import urlsplit
 
 TIMED_OUT, CONN_ERROR, CUT_OFF = -1, 0, -3
 IDLE_MAX_S = 2.0  # servers close idle keep-alive connections (uvicorn after 5 s)
+# upper bounds (s) of the lateness / wait histograms in the meta file (the last bucket: anything later)
+WAIT_EDGES = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, float("inf"))
+LATE_S = 0.01  # an arrival this late (or a request waiting this long to be sent) counts as late
+
+
+class WaitHistogram:
+    """Counts of waits by bucket (``WAIT_EDGES``): constant memory whatever the request count."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(WAIT_EDGES)
+        self.n = 0
+        self.late = 0
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        i = 0
+        while seconds > WAIT_EDGES[i]:
+            i += 1
+        self.counts[i] += 1
+        self.n += 1
+        self.late += seconds >= LATE_S
+        self.max = max(self.max, seconds)
+
+    def quantile(self, q: float) -> float | None:
+        """The upper edge of the bucket holding quantile ``q`` (the max for the last bucket); None when empty."""
+        if not self.n:
+            return None
+        seen = 0
+        for edge, count in zip(WAIT_EDGES, self.counts, strict=True):
+            seen += count
+            if seen >= q * self.n:
+                return round(min(edge, self.max), 4)
+        return round(self.max, 4)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "p50_s": self.quantile(0.5),
+            "p95_s": self.quantile(0.95),
+            "p99_s": self.quantile(0.99),
+            "max_s": round(self.max, 4),
+            f"share_over_{LATE_S * 1000:g}ms": round(self.late / self.n, 4) if self.n else None,
+            "edges_s": [e if e != float("inf") else None for e in WAIT_EDGES],
+            "counts": list(self.counts),
+        }
 
 
 @dataclass
@@ -228,6 +274,8 @@ class Generator:
         self.stop = asyncio.Event()
         self.scheduled = 0
         self.max_lateness = 0.0
+        self.arrival_lateness = WaitHistogram()  # how late each request was created after it was due
+        self.send_wait = WaitHistogram()  # from due to written: lateness + pool wait + connect (client-side)
         self.mono0 = 0.0
         self.wall0 = 0.0
         self.stopped_by = "schedule"
@@ -243,6 +291,7 @@ class Generator:
             async with asyncio.timeout_at(intended + self.cfg.timeout):
                 conn = await self.pool.get()
                 conn.writer.write(self.raw)
+                self.send_wait.add(max(0.0, loop.time() - intended))
                 status, keep = await read_response(conn.reader)
         except TimeoutError:
             status = TIMED_OUT
@@ -273,6 +322,7 @@ class Generator:
                 await asyncio.sleep(min(delay, 0.1))  # a plain timer (wait_for costs a task per arrival)
                 continue
             self.max_lateness = max(self.max_lateness, -delay)
+            self.arrival_lateness.add(max(0.0, -delay))
             task = asyncio.create_task(self.one(intended))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -328,6 +378,8 @@ class Generator:
             "recorded": self.written,
             "offered_rate": round(self.scheduled / span, 2),
             "max_lateness_s": round(self.max_lateness, 4),
+            "arrival_lateness": self.arrival_lateness.summary(),
+            "send_wait": self.send_wait.summary(),
             "peak_connections": self.pool.peak,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "stopped_by": self.stopped_by,

@@ -26,7 +26,13 @@ def test_pod_kill_passes_on_the_healthy_sandbox(prefect_server):
     assert record["outcome"] == "pass", v
     back = next(k for k in v if k.endswith("back within 30 s"))
     assert v[back]["evidence"]["recovery_s"] < 30
+    # graded from the client's side: the killed node served the current chain again (and kept advancing)
+    ev = v[back]["evidence"]
+    assert back.startswith(ev["node"]) and ev["chain_height_then"] - ev["caught_up_at_height"] <= 2, ev
+    assert ev["caught_up_at_height"] >= ev["height_before_kill"] and ev["advancing"] is True, ev
+    assert "served the current chain" in v[back]["reason"]
     assert v["alerts fired"]["evidence"]["first"] in ("PodRestarted", "NodeDown")
+    assert v["on-call paged"]["outcome"] == "pass", v["on-call paged"]  # the page reached the pager
     assert v["on-call acknowledged"]["outcome"] == "inconclusive" and v["on-call acknowledged"]["required"] is False
     assert Ledger().pending() == []
 
@@ -37,6 +43,17 @@ def test_db_failure_passes_on_the_healthy_sandbox_and_removes_its_rule(prefect_s
     v = verdicts(record)
     assert record["outcome"] == "pass", v
     assert v["writes queued, none lost"]["evidence"]["queued"] > 0
+    # graded from the client's side: the canary's history read back is exactly once and in order, and reads after
+    # recovery reflect the chain (the marketplace read's indexed height within the bound) with every queued write listed
+    history = v["each acknowledged write applied exactly once, in order"]
+    assert history["outcome"] == "pass", history
+    ev = history["evidence"]
+    assert ev["observed"] >= ev["acknowledged"] > 0 and ev["version_known"] and ev["order_known"], ev
+    assert all(ev[f"{k}_count"] == 0 for k in ("lost", "duplicated", "reordered", "phantom")), ev
+    fresh = v["reads fresh after recovery"]
+    assert fresh["outcome"] == "pass", fresh
+    last = fresh["evidence"]["last"]
+    assert last["lag_blocks"] <= fresh["evidence"]["max_lag_blocks"] and last["queued_unseen"] == 0, last
     assert nft_tables() == before and Ledger().pending() == []
 
 
@@ -105,3 +122,24 @@ def test_cli_dry_run_prints_the_selected_targets_and_criteria_and_injects_nothin
     assert nft_tables() == before and Ledger().pending() == []
     refused = CliRunner().invoke(app, ["run", "chaos-pod-kill", "--dry-run", "--set", "target=nothing"])
     assert refused.exit_code == 2 and "no selector for role 'nothing'" in refused.output
+
+
+def test_provisioning_that_never_answers_fails_both_provisioning_criteria_at_their_deadline(prefect_server):
+    """No silence passes as inconclusive: with the provider's link to the node slowed far past every request timeout,
+    no deployment is provisioned within the limit; each provisioning check is a failed sample at its deadline (the
+    criterion's limit), so both provisioning criteria FAIL with that evidence instead of being empty."""
+    from flows.chaos_network_latency import NetworkLatencyParams, chaos_network_latency
+
+    limit = 8.0
+    params = NetworkLatencyParams(
+        duration=20.0, baseline=3.0, recovery=3.0, latency_ms=15_000, jitter_ms=0, provisioning_within=limit
+    )
+    record = chaos_network_latency(params=params)
+    v = verdicts(record)
+    assert record["outcome"] == "fail", v
+    within, succeeds = v["provisioning within limit"], v["provisioning succeeds"]
+    assert within["outcome"] == "fail" and succeeds["outcome"] == "fail", (within, succeeds)
+    assert within["evidence"]["samples"] >= 2 and within["evidence"]["max_s"] >= limit
+    assert succeeds["evidence"]["failures"] >= 2
+    assert f"no answer within {limit:g} s" in succeeds["evidence"]["errors"]
+    assert Ledger().pending() == []

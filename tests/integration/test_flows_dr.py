@@ -298,3 +298,59 @@ def test_the_quarterly_drill_runs_the_three_scenarios_with_approvals_given_throu
     for scenario in ("dc-loss", "db-corruption", "rebuild"):
         assert f"## {scenario} — PASS" in report
     assert "approved by drill-test" in report and "promote replica in region B" in report
+
+
+# ------------------------------------------------------------- healthy sandbox: the same verdicts on every run
+
+
+def scenario_outcomes(record: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Each scenario of a drill record with its criteria's outcomes (read back from the results store)."""
+    out = {}
+    for row in record["metrics"]["drill"]:
+        stored = ResultsStore().get(row["run_id"])
+        out[row["scenario"]] = {v.criterion: str(v.outcome) for v in stored.verdicts}
+    return out
+
+
+def db_corruption_preflight(record: dict[str, Any]) -> dict[str, Any]:
+    row = next(r for r in record["metrics"]["drill"] if r["scenario"] == "db-corruption")
+    return ResultsStore().get(row["run_id"]).metrics["dr"]["evidence"]["preflight"]
+
+
+@pytest.mark.slow
+def test_the_drill_gives_the_same_verdicts_twice_in_a_row_and_after_sandbox_down_and_up(healthy_sandbox, monkeypatch):
+    """The demo's repeatability: the quarterly drill twice on one sandbox, then ``down`` + ``up`` (same run dir,
+    the object store kept with the earlier cluster's backups, WAL and later timelines) and the drill again: the
+    same verdicts each time, and the new cluster's restore reads an archive of its own."""
+    from drillbit.scenarios.dr.harness import reset_sandbox
+    from flows.dr_db_corruption import DbCorruptionParams
+    from flows.dr_dc_loss import DcLossParams
+    from flows.dr_drill import DrillParams, dr_drill
+    from flows.dr_rebuild import RebuildParams
+
+    monkeypatch.setenv("DRILLBIT_SANDBOX_DIR", str(HEALTHY_DIR))
+    params = DrillParams(
+        require_approval=False,
+        dc_loss=DcLossParams(**FAST),
+        db_corruption=DbCorruptionParams(deployments=1, consistency_timeout=30.0, **FAST),
+        rebuild=RebuildParams(**FAST),
+    )
+    records = [dr_drill(params=params), dr_drill(params=params)]
+    old_system = db_corruption_preflight(records[0])["system_identifier"]
+    assert db_corruption_preflight(records[1])["system_identifier"] == old_system  # one cluster, restored twice
+
+    ep = reset_sandbox()  # sandbox down + up: a new cluster (new initdb), the object store kept
+    client = ops.s3_client(ops.s3_settings(ep, None))
+    bucket = ep["storage"]["s3"]["bucket"]
+    systems = {str(m["system_identifier"]) for m in ops.base_backups(client, bucket)}
+    assert old_system in systems and len(systems) == 2, systems  # the earlier cluster's backups are still there
+    assert ops.later_timelines(client, bucket, 1, f"wal/{old_system}/"), "the earlier cluster left later timelines"
+    records.append(dr_drill(params=params))
+
+    outcomes = [scenario_outcomes(r) for r in records]
+    assert [r["outcome"] for r in records] == ["pass"] * 3, outcomes
+    assert outcomes[0] == outcomes[1] == outcomes[2], outcomes
+    assert set(outcomes[0]) == {"dc-loss", "db-corruption", "rebuild"}
+    new = db_corruption_preflight(records[2])
+    assert new["system_identifier"] != old_system
+    assert new["wal_archive"] == f"s3://{bucket}/wal/{new['system_identifier']}/", new

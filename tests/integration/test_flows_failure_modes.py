@@ -8,6 +8,11 @@ Durations are short; timing bounds are generous upper bounds (the machine is sha
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +20,7 @@ import httpx
 import pytest
 
 from drillbit.faults.ledger import Ledger
+from drillbit.observe import read_cpu_times
 from tests.integration.helpers import nft_tables, running_sandbox, wait_for
 
 pytestmark = pytest.mark.integration
@@ -69,6 +75,49 @@ def wait_for_blocks(ep: dict, blocks: int = 2, timeout: float = 60) -> None:
     )
 
 
+def busy_share(seconds: float = 0.5) -> float:
+    """The host's CPU busy share (all cores) over the next ``seconds``."""
+    a = read_cpu_times()
+    time.sleep(seconds)
+    b = read_cpu_times()
+    return (b[0] - a[0]) / max(1, b[1] - a[1])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def cpu_hog(seconds: float):
+    """stress-ng on both cores, bounded by its own ``--timeout``; started here in a session of its own and ended
+    by its PID (the group it leads: stress-ng and its workers) in ``finally``, and checked gone."""
+    cmd = ["stress-ng", "--cpu", "2", "--timeout", f"{math.ceil(seconds)}s", "--quiet"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        wait_for(lambda: busy_share() >= 0.9, 20, interval=0, what="the CPU hog to saturate both cores")
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        wait_for(lambda: not _group_alive(proc.pid), 10, what="the CPU hog's workers to end")
+
+
+def no_fail(v: dict[str, dict]) -> dict[str, dict]:
+    return {k: x for k, x in v.items() if x["outcome"] == "fail"}
+
+
 # ------------------------------------------------------------------------------------------------ healthy sandbox
 
 
@@ -95,6 +144,32 @@ def test_cascading_failure_passes_on_the_healthy_sandbox(prefect_server, sandbox
     assert fast["rejected"] > 0 and fast["rejected_p95_s"] is not None
     assert v["breaker closes after the overload"]["evidence"]["closed_after_s"] <= 30
     assert v["load offered"]["evidence"]["requests"] >= 0.9 * 400 * 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hog", [False, True], ids=["quiet", "cpu-hog"])
+def test_cascading_failure_at_the_seed_rate_never_blames_the_system_for_the_harness(prefect_server, sandbox, hog):
+    """The seed's 1000/s through the provider's Service (the fault proxy) and its 100 ms goal: on this 2-core host
+    the harness saturates, so fail-fast is pass or inconclusive with the reason and figures, never fail; nothing
+    else fails either, with or without a CPU hog on both cores."""
+    from flows.failure_cascading import CascadingFailureParams, cascading_failure
+
+    params = CascadingFailureParams(duration=8.0, baseline=3.0, recovery=12.0)  # rate, target, goal: the defaults
+    assert (params.rate, params.target, params.fail_fast_p95) == (1000.0, "service", 0.1)
+    with cpu_hog(150) if hog else contextlib.nullcontext():
+        record = cascading_failure(params=params)
+    v = verdicts(record)
+    assert not no_fail(v), no_fail(v)
+    fast = v["rejected requests fail fast"]
+    m = fast["evidence"]["measurement"]
+    assert m["host_cpu"]["samples"] >= 8 and m["runner_lateness"]["samples"] >= 8, m
+    assert m["server_vs_client"]["server_p95_s"] is not None and m["server_vs_client"]["server_evaluations"] > 0, m
+    assert m["generator"]["arrival_lateness_p95_s"] is not None, m
+    if fast["outcome"] == "inconclusive":
+        assert m["sound"] is False and m["reasons"] and m["would_have_been"] == "fail", fast
+        assert "the harness, not the system, may have been slow" in fast["reason"]
+    if hog:
+        assert m["host_cpu"]["mean_busy"] >= 0.9, m  # the hog was seen by the measurement
 
 
 def test_split_brain_isolating_one_member_keeps_the_majority_and_loses_nothing(prefect_server, sandbox):
@@ -199,3 +274,35 @@ def test_cascading_failure_without_a_circuit_breaker_fails_breaker_opens(weak_en
     assert opened["outcome"] == "fail", opened
     assert opened["evidence"]["status_states"] == ["disabled"] and opened["evidence"]["prometheus_open_points"] == 0
     assert v["rejected requests fail fast"]["evidence"]["rejected"] == 0
+
+
+def provider_drained(ep: dict) -> None:
+    """Without a breaker the provider serves its backlog after a run: wait until it has nothing in flight."""
+    url = f"{ep['components']['provider']['endpoint']}/api/v1/status"
+
+    def idle() -> bool:
+        st = httpx.get(url, timeout=5).json()["bid_engine"]
+        return st["in_flight"] == 0 and st["queued"] == 0
+
+    wait_for(idle, 180, interval=1, what="the provider to finish its backlog")
+
+
+@pytest.mark.slow
+def test_without_a_circuit_breaker_fail_fast_fails_on_a_quiet_host_and_never_passes_under_a_cpu_hog(weak_env):
+    from flows.failure_cascading import CascadingFailureParams, cascading_failure
+
+    params = CascadingFailureParams(duration=4.0, baseline=3.0, recovery=4.0, rate=100, target="direct")
+    for hog in (False, True):
+        provider_drained(weak_env)
+        with cpu_hog(120) if hog else contextlib.nullcontext():
+            record = cascading_failure(params=params)
+        fast = verdicts(record)["rejected requests fail fast"]
+        m = fast["evidence"]["measurement"]
+        assert m["host_cpu"]["samples"] >= 4, m
+        if hog:
+            assert fast["outcome"] in ("fail", "inconclusive"), fast
+            assert m["host_cpu"]["mean_busy"] >= 0.9, m
+        else:
+            assert fast["outcome"] == "fail", fast
+        if fast["outcome"] == "fail":
+            assert "never shed load" in fast["reason"] and fast["evidence"]["rejected"] == 0, fast

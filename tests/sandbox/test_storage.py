@@ -17,12 +17,15 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -32,7 +35,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "infra" / "sandbox"))
 
-from vesandbox import restore, storage  # noqa: E402
+from vesandbox import backup, restore, storage, wal_archive  # noqa: E402
 from vesandbox.launcher import Layout  # noqa: E402
 
 from tests import support  # noqa: E402
@@ -220,6 +223,14 @@ class Stack:
     def wal_objects(self) -> list[str]:
         return [o["Key"] for o in restore.list_objects(self.s3, restore.WAL_PREFIX)]
 
+    def system(self, port: int | None = None) -> str:
+        """The primary's (or the server on ``port``'s) database system identifier."""
+        with connect(port or self.layout.pg_port, "postgres") as conn:
+            return str(conn.execute("select system_identifier from pg_control_system()").fetchone()[0])
+
+    def archive_config(self, **extra: Any) -> dict[str, Any]:
+        return {**json.loads((self.layout.config_dir / "wal-archive.json").read_text()), **extra}
+
     def switch_wal(self) -> str:
         """Close the current WAL segment; return its name."""
         with connect(self.layout.pg_port) as conn:
@@ -323,7 +334,9 @@ class TestBackupsAndReplica:
         assert m["start_lsn"] and m["end_lsn"] and m["size_bytes"] > 0
         assert restore.latest_base_backup(stack.s3)["id"] == m["id"]
         segment = stack.switch_wal()
-        wait_for(lambda: f"wal/{segment}" in stack.wal_objects(), 30, f"WAL segment {segment} in the bucket")
+        key = f"wal/{stack.system()}/{segment}"
+        wait_for(lambda: key in stack.wal_objects(), 30, f"WAL segment {segment} in the bucket at {key}")
+        assert m["wal_prefix"] == f"wal/{stack.system()}/" and m["system_identifier"] == stack.system()
 
         def agent_saw_it() -> bool:
             text = stack.metrics()
@@ -344,7 +357,8 @@ class TestBackupsAndReplica:
             between = conn.execute("select clock_timestamp()").fetchone()[0]
         insert(stack.layout.pg_port, {f"pitr/late-{i}": {"i": i} for i in range(3)})
         segment = stack.switch_wal()
-        wait_for(lambda: f"wal/{segment}" in stack.wal_objects(), 30, f"WAL segment {segment} archived")
+        key = f"wal/{stack.system()}/{segment}"
+        wait_for(lambda: key in stack.wal_objects(), 30, f"WAL segment {segment} archived at {key}")
         expected_all = {f"pitr/early-{i}" for i in range(5)} | {f"pitr/late-{i}" for i in range(3)}
 
         full = stack.scratch_dir("restore-full")
@@ -420,6 +434,45 @@ class TestBackupsAndReplica:
         assert metric(text, "virtengine_replica_in_recovery", replica="replica") == 1
         assert metric(text, "virtengine_replica_replay_lag_seconds", replica="replica") is not None
 
+    def test_a_restore_reads_its_own_clusters_archive_never_an_earlier_clusters_timelines(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        """An earlier cluster on the same object store left timelines 2 and 3 (a failover, a restore): with one
+        archive per cluster the restore of this cluster's backup neither reads them nor picks its timeline after
+        them (with a shared ``wal/`` it followed them and failed: not a child of this server's history)."""
+        system = stack.system()
+        other = str(int(system) + 1)
+        old_config = stack.archive_config(system_identifier=other)
+        segment = b"\0" * wal_archive.SYSID_OFFSET + struct.pack("<Q", int(other)) + b"\1" * 200
+        (tmp_path / "seg").write_bytes(segment)
+        assert wal_archive.push(old_config, tmp_path / "seg", "000000030000000000000009") == "uploaded"
+        for tli, parent in ((2, 1), (3, 2)):
+            (tmp_path / "h").write_text(f"{parent}\t0/9000000\tno recovery target specified\n")
+            assert wal_archive.push(old_config, tmp_path / "h", f"{tli:08X}.history") == "uploaded"
+            boto = restore.s3_client(stack.s3)  # and the same in the flat layout of old: no longer read either
+            boto.put_object(Bucket=stack.s3["bucket"], Key=f"wal/{tli:08X}.history", Body=(tmp_path / "h").read_bytes())
+        objects = stack.wal_objects()
+        assert {f"wal/{other}/00000002.history", f"wal/{other}/00000003.history"} <= set(objects)
+        assert f"wal/{other}/000000030000000000000009" in objects
+        assert not any(k.startswith(f"wal/{system}/") and k.endswith(".history") for k in objects), objects
+
+        insert(stack.layout.pg_port, {"own/after-the-other": 1})
+        segment_name = stack.switch_wal()
+        wait_for(lambda: f"wal/{system}/{segment_name}" in stack.wal_objects(), 30, f"{segment_name} archived")
+        restored = stack.scratch_dir("restore-own-archive")
+        info = restore.restore_base_backup(stack.s3, restored)
+        assert info["system_identifier"] == system and info["wal_prefix"] == f"wal/{system}/"
+        fetch = json.loads((restored / restore.FETCH_CONFIG).read_text())
+        assert wal_archive.archive_key(fetch, fetch["system_identifier"], "x") == f"wal/{system}/x"
+        port = stack.layout.port(55454)
+        restore.start_postgres(restored, port, pg_bin=PG_BIN)
+        restore.wait_recovered(port, timeout=90, data_dir=restored)
+        assert stack.system(port) == system
+        with connect(port) as conn:
+            timeline = int(conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()[0][:8], 16)
+        assert timeline == 2, "the promotion picks its timeline from this cluster's history only (it had none)"
+        assert "own/after-the-other" in keys(port, "own/")
+
     def test_synchronous_failover_keeps_every_acknowledged_write(self, stack: Stack) -> None:
         insert(stack.layout.pg_port, {"failover/acked": True})
         stack.promote_replica()  # at once: no wait for replay
@@ -427,6 +480,114 @@ class TestBackupsAndReplica:
         with connect(replica) as conn:
             assert conn.execute("select pg_is_in_recovery()").fetchone() == (False,)
         assert "failover/acked" in keys(replica, "failover/")
+
+    def test_pruning_drops_the_archives_no_kept_backup_refers_to(self, stack: Stack) -> None:
+        """After the failover the promoted replica archives its timeline history (no system id inside: taken from
+        its pg_control) into the same cluster's archive; a base backup then prunes every other archive (the
+        earlier cluster's and the flat layout of old) and keeps this cluster's."""
+        system = stack.system()
+        history = f"wal/{system}/00000002.history"
+        wait_for(lambda: history in stack.wal_objects(), 30, f"the promoted replica's {history}")
+        before = stack.wal_objects()
+        own = [k for k in before if k.startswith(f"wal/{system}/")]
+        assert len(before) > len(own), "the previous test left an earlier cluster's archive and flat keys"
+        r = stack.http.post(f"{stack.agent}/api/v1/backups/base")
+        assert r.status_code == 200, r.text
+        after = stack.wal_objects()
+        assert [k for k in after if not k.startswith(f"wal/{system}/")] == [], after
+        assert set(own) <= set(after), "this cluster's archive (all newer than its oldest kept backup) is kept"
+
+
+class FakeBucket:
+    """What ``Agent.prune_wal`` uses of a boto3 client: list (one page) and delete."""
+
+    def __init__(self, objects: dict[str, float]) -> None:
+        self.objects = dict(objects)
+
+    def get_paginator(self, _: str) -> Any:
+        def paginate(Bucket: str, Prefix: str) -> list[dict[str, Any]]:
+            contents = [
+                {"Key": k, "Size": 1, "LastModified": datetime.fromtimestamp(t, UTC)}
+                for k, t in sorted(self.objects.items())
+                if k.startswith(Prefix)
+            ]
+            return [{"Contents": contents}]
+
+        return SimpleNamespace(paginate=paginate)
+
+    def delete_object(self, Bucket: str, Key: str) -> None:
+        del self.objects[Key]
+
+
+def test_wal_pruning_keeps_only_what_the_kept_backups_need() -> None:
+    """Retention of the WAL archive, without a server: the archives of systems no kept backup refers to go (flat
+    keys of the old layout too); in a kept system's archive, segments older than its oldest kept backup (a minute
+    of slack) go, its history and backup-label files and newer segments stay."""
+    t = 1_000_000.0
+    bucket = FakeBucket(
+        {
+            "wal/111/000000010000000000000001": t - 500,  # kept system, before its oldest kept backup
+            "wal/111/000000010000000000000002": t - 30,  # within the slack
+            "wal/111/00000002.history": t - 500,
+            "wal/111/000000010000000000000001.00000028.backup": t - 500,
+            "wal/111/000000020000000000000003.partial": t - 500,
+            "wal/111/000000020000000000000004": t + 10,
+            "wal/222/000000010000000000000001": t + 100,  # a system with no kept backup (an earlier cluster)
+            "wal/222/00000002.history": t + 100,
+            "wal/000000010000000000000007": t + 100,  # the flat layout of old
+            "base/x/manifest.json": t - 500,  # not the archive: never touched
+        }
+    )
+    agent = backup.Agent.__new__(backup.Agent)
+    agent.s = SimpleNamespace(s3={"bucket": "b", "endpoint": "fake"})  # type: ignore[assignment]
+    agent.client = bucket
+    kept = [
+        {"id": "b1", "system_identifier": "111", "started_at_epoch": t},
+        {"id": "b2", "system_identifier": "111", "started_at_epoch": t + 5},
+    ]
+    deleted = agent.prune_wal(kept)
+    assert sorted(deleted) == [
+        "wal/000000010000000000000007",
+        "wal/111/000000010000000000000001",
+        "wal/111/000000020000000000000003.partial",
+        "wal/222/000000010000000000000001",
+        "wal/222/00000002.history",
+    ]
+    assert sorted(bucket.objects) == [
+        "base/x/manifest.json",
+        "wal/111/000000010000000000000001.00000028.backup",
+        "wal/111/000000010000000000000002",
+        "wal/111/00000002.history",
+        "wal/111/000000020000000000000004",
+    ]
+    assert agent.prune_wal(kept) == [], "idempotent"
+
+
+def test_archive_keys_name_the_database_system(tmp_path: Path) -> None:
+    """Which system a file belongs to: a segment's own page header; a history or backup-label file (none inside):
+    the archiving cluster's pg_control (%p is pg_wal/<f> in its data directory), else the config."""
+    config = {"prefix": "wal/"}
+    segment = b"\0" * wal_archive.SYSID_OFFSET + struct.pack("<Q", 7301) + b"\0" * 64
+    data = tmp_path / "pgdata"
+    (data / "global").mkdir(parents=True)
+    (data / "pg_wal").mkdir()
+    (data / "global" / "pg_control").write_bytes(struct.pack("<Q", 42) + b"\0" * 100)
+    wal = data / "pg_wal"
+    assert wal_archive.file_system_identifier(config, wal / "x", "000000010000000000000001", segment) == 7301
+    assert wal_archive.file_system_identifier(config, wal / "x", "000000010000000000000001.partial", segment) == 7301
+    assert wal_archive.file_system_identifier(config, wal / "x", "00000002.history", b"1\t0/1\tx\n") == 42
+    backup_label = "000000010000000000000001.00000028.backup"
+    assert wal_archive.file_system_identifier(config, wal / "x", backup_label, b"START WAL") == 42
+    assert wal_archive.archive_key(config, 42, "00000002.history") == "wal/42/00000002.history"
+    elsewhere = tmp_path / "a" / "b"
+    assert (
+        wal_archive.file_system_identifier({**config, "system_identifier": "9"}, elsewhere, "00000002.history", b"")
+        == 9
+    )
+    with pytest.raises(wal_archive.ArchiveError, match=r"cannot tell which database system 00000002\.history"):
+        wal_archive.file_system_identifier(config, elsewhere, "00000002.history", b"")
+    with pytest.raises(wal_archive.ArchiveError, match="names no system_identifier"):
+        wal_archive.fetch({"prefix": "wal/", "s3": {}}, "00000002.history", tmp_path / "out")
 
 
 class TestWeaknesses:

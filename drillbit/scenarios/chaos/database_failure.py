@@ -4,6 +4,11 @@ the API serves cached reads, queues writes and applies every one of them when th
 On the sandbox the fault blocks the Postgres port; on Kubernetes iptables in the database pod (by exec, the seed's
 way) drops or resets it (``kubernetes``). A write canary writes through the API all along; once the observation is
 over every acknowledged write is read back and the API's own database health is awaited.
+
+Graded from the client's side as well: the canary's history is checked (each acknowledged write applied exactly once,
+in acknowledgement order: ``drillbit.history.check_writes`` over the records as the API lists them), and reads after
+recovery must be fresh (the marketplace read users make reflects the chain within ``max_read_lag`` blocks, and every
+write queued during the outage is in the records listing), not only "database up" on the API's health endpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import uuid
 
 from pydantic import Field
 
-from drillbit import criteria, probes
+from drillbit import criteria, history, probes
 from drillbit import sandbox as sbx
 from drillbit.client import VirtEngineClient, client_for
 from drillbit.config import ResolvedEnvironment
@@ -35,14 +40,107 @@ class DbFailureParams(ExperimentParams):
     )
     min_cached: float = Field(0.9, ge=0, le=1, description="Share of reads that must be answered during the outage")
     verify_timeout: float = Field(60.0, gt=0, description="Seconds for queued writes to appear after recovery")
+    max_read_lag: int = Field(
+        5, ge=0, le=10_000, description="Blocks a marketplace read after recovery may trail the chain's height"
+    )
     db_role: str = Field("database", description="Kubernetes: role whose selector finds the database pod")
     pod: str | None = Field(None, description="Kubernetes: the database pod, when the selector matches several")
     container: str | None = Field(None, description="Kubernetes: container to exec iptables in (default: the pod's)")
 
 
-def verify_writes(client: VirtEngineClient, canary: probes.WriteCanary, timeout: float) -> Hook:
+FRESH = "reads fresh after recovery"
+EXACTLY_ONCE = "each acknowledged write applied exactly once, in order"
+STALE_LIMIT = 10  # stale reads kept as evidence
+READ_ERRORS = (probes.CheckFailed, ValueError, *probes.POLL_ERRORS)  # a read that did not answer: "not yet"
+
+
+def _seq_of(value: object) -> object:
+    return value.get("seq") if isinstance(value, dict) else value
+
+
+def write_history(canary: probes.WriteCanary) -> dict:
+    """Read the canary's records back through the API's listing and check its history (event ``write_history``)."""
+    # a write is known by its key and the seq it carries (the value read back holds it; its float ts is left out)
+    writes = [history.Write(a["key"], a["seq"], a["outcome"], a["seq"]) for a in canary.history()]
+    try:
+        back = canary.read_back()
+    except READ_ERRORS as exc:
+        return {"read": False, "error": f"{exc.__class__.__name__}: {exc}"[:300], "acknowledged": len(canary.acked)}
+    applied = [
+        history.Applied(d["key"], _seq_of(d.get("value")), d.get("version"), d.get("applied_at"))
+        for d in back["records"]
+    ]
+    result = history.check_writes(writes, applied)
+    return {
+        "read": True,
+        "summary": result.summary(),
+        "queued": len(canary.queued),
+        "truncated": back["truncated"],
+        "version_known": any(a.version is not None for a in applied),
+        "order_known": any(a.applied_at is not None for a in applied),
+        **result.to_dict(limit=10),
+    }
+
+
+def read_freshness(
+    client: VirtEngineClient, canary: probes.WriteCanary, timeout: float, max_lag: int, path: str
+) -> dict:
+    """After recovery, read as a user does until the answer is fresh, for at most ``timeout`` s (event
+    ``read_freshness``): the marketplace read's own ``indexed_height`` within ``max_lag`` blocks of the chain's
+    height (read from the node, not from the API), and every write queued during the outage in the records listing.
+    Every stale read on the way is kept (the first few) with its height against the chain's."""
+    stale: list[dict] = []
+    reads = 0
+    last: dict = {}
+    t0 = time.monotonic()
+
+    def fresh() -> bool:
+        nonlocal last, reads
+        reads += 1
+        doc = probes.api_read_doc(client, path)
+        chain = client.height()
+        doc.update(chain_height=chain, at_s=round(time.monotonic() - t0, 1))
+        if doc["indexed_height"] is not None:
+            doc["lag_blocks"] = chain - doc["indexed_height"]
+        last = doc
+        listed = {d["key"] for d in canary.read_back()["records"]} if canary.queued else set()
+        unseen = sorted(canary.queued - listed)
+        doc["queued_unseen"] = len(unseen)
+        doc["queued_unseen_keys"] = unseen[:STALE_LIMIT]
+        ok = doc["status"] == 200 and doc.get("lag_blocks") is not None and doc["lag_blocks"] <= max_lag
+        if not (ok and not unseen) and len(stale) < STALE_LIMIT:
+            stale.append(doc)
+        return ok and not unseen
+
+    try:
+        ok = wait_until(fresh, timeout, "fresh reads", interval=0.5, errors=READ_ERRORS)
+    except PollTimeout:
+        ok = False
+    measured = bool(last) and last.get("indexed_height") is not None
+    return {
+        "fresh": ok,
+        "measured": measured,
+        "reads": reads,
+        "waited_s": round(time.monotonic() - t0, 1),
+        "max_lag_blocks": max_lag,
+        "queued": len(canary.queued),
+        "last": last,
+        "stale_reads": stale,
+        "stale_count": reads - 1 if ok else reads,
+    }
+
+
+def verify_writes(
+    client: VirtEngineClient,
+    canary: probes.WriteCanary,
+    timeout: float,
+    max_lag: int = 5,
+    read_path: str = "/api/v1/market/orders",
+) -> Hook:
     """The hook run once the observation is over: read back every acknowledged write (event
-    ``write_verification``), then wait for the API to report its database up (event ``recovery_check``)."""
+    ``write_verification``), check the canary's history (event ``write_history``), read as a user until the reads
+    are fresh (event ``read_freshness``), then wait for the API to report its database up (event
+    ``recovery_check``)."""
 
     def api_database_up() -> bool:
         r = client.api_get("/health")
@@ -56,6 +154,10 @@ def verify_writes(client: VirtEngineClient, canary: probes.WriteCanary, timeout:
             f"{len(result['missing'])} of {result['acknowledged']} acknowledged writes missing",
             **result,
         )
+        h = write_history(canary)
+        tl.event("write_history", h.get("summary") or h.get("error", ""), **h)
+        f = read_freshness(client, canary, timeout, max_lag, read_path)
+        tl.event("read_freshness", f"{'fresh' if f['fresh'] else 'stale'} after {f['waited_s']} s", **f)
         t0 = time.monotonic()
         try:  # full recovery: the API on its database again
             up = wait_until(api_database_up, timeout, "API database up", interval=0.5, errors=())
@@ -88,6 +190,61 @@ def none_lost(e: dict) -> Verdict:
     )
 
 
+def exactly_once(e: dict) -> Verdict:
+    """Grade the ``write_history`` event: the canary's history read back through the API has no lost, duplicated,
+    reordered or phantom write."""
+    keys = ("acknowledged", "queued", "observed", "truncated", "version_known", "order_known")
+    ev = {k: e[k] for k in keys if k in e}
+    for kind in history.WriteCheck.KINDS:
+        if f"{kind}_count" in e:
+            ev[f"{kind}_count"], ev[kind] = e[f"{kind}_count"], e[kind]
+    if not e["read"]:
+        return Verdict(EXACTLY_ONCE, Outcome.FAIL, f"the records could not be read back: {e['error']}", ev)
+    if e["acknowledged"] == 0:
+        return Verdict(EXACTLY_ONCE, Outcome.INCONCLUSIVE, "no write was acknowledged: no history to check", ev)
+    if not e["valid"]:
+        return Verdict(EXACTLY_ONCE, Outcome.FAIL, e["summary"], ev)
+    unchecked = [n for n, k in (("duplicates", "version_known"), ("order", "order_known")) if not e.get(k)]
+    if unchecked:  # the API does not say: only the set half (lost, phantom) was checked
+        return Verdict(
+            EXACTLY_ONCE,
+            Outcome.INCONCLUSIVE,
+            f"the API's records carry no {' / '.join(unchecked)} information (version, applied_at)",
+            ev,
+        )
+    return Verdict(EXACTLY_ONCE, Outcome.PASS, f"{e['summary']} ({e['queued']} were queued)", ev)
+
+
+def fresh_after_recovery(e: dict) -> Verdict:
+    """Grade the ``read_freshness`` event: reads after recovery reflect the chain and the writes queued meanwhile."""
+    last = e.get("last") or {}
+    ev = {k: e[k] for k in ("reads", "waited_s", "max_lag_blocks", "queued", "stale_count")}
+    ev.update(last=last, stale_reads=e["stale_reads"])
+    if e["fresh"]:
+        why = (
+            f"read fresh after {e['waited_s']} s: {last.get('path')} at indexed height {last.get('indexed_height')} "
+            f"vs chain {last.get('chain_height')} (X-Cache {last.get('x_cache')}); all {e['queued']} writes queued "
+            "during the outage listed"
+        )
+        return Verdict(FRESH, Outcome.PASS, why, ev)
+    if last.get("status") == 200 and not e["measured"]:
+        return Verdict(FRESH, Outcome.INCONCLUSIVE, "the API's reads carry no indexed_height to compare", ev)
+    if not last:
+        return Verdict(FRESH, Outcome.FAIL, f"no read answered within {e['waited_s']} s after recovery", ev)
+    parts = []
+    if last.get("status") != 200:
+        parts.append(f"{last.get('path')} answered HTTP {last.get('status')}")
+    elif last.get("lag_blocks", 0) > e["max_lag_blocks"]:
+        parts.append(
+            f"{last.get('path')} still served indexed height {last.get('indexed_height')} against the chain's "
+            f"{last.get('chain_height')} ({last.get('lag_blocks')} blocks behind, X-Cache {last.get('x_cache')})"
+        )
+    if last.get("queued_unseen"):
+        parts.append(f"{last['queued_unseen']} of {e['queued']} writes queued during the outage not listed")
+    why = "; ".join(parts) or "reads stale"
+    return Verdict(FRESH, Outcome.FAIL, f"{why}, {e['waited_s']} s after recovery ({e['stale_count']} stale reads)", ev)
+
+
 def build(env: ResolvedEnvironment, params: DbFailureParams, run_id: str | None = None) -> Experiment:
     """The database-failure experiment (``run_id`` is unused: the exec'd iptables rule carries no label)."""
     if env.platform == "kubernetes":
@@ -108,6 +265,16 @@ def build(env: ResolvedEnvironment, params: DbFailureParams, run_id: str | None 
             criteria.error_rate("error rate", "api-read", params.max_error_rate, phase="injection"),
             criteria.error_rate("write error rate", "api-write", params.max_error_rate, phase="injection"),
             criteria.event_check(
+                EXACTLY_ONCE, "write_history", "no lost, duplicated, reordered or phantom write", exactly_once
+            ),
+            criteria.event_check(
+                FRESH,
+                "read_freshness",
+                f"within {params.verify_timeout:g} s: reads within {params.max_read_lag} blocks of the chain, "
+                "queued writes listed",
+                fresh_after_recovery,
+            ),
+            criteria.event_check(
                 "full recovery",
                 "recovery_check",
                 f"API back on its database within {params.verify_timeout:g} s",
@@ -125,6 +292,6 @@ def build(env: ResolvedEnvironment, params: DbFailureParams, run_id: str | None 
         monitors,
         criteria_for,
         scenario=params.action,
-        collect=verify_writes(client, canary, params.verify_timeout),
+        collect=verify_writes(client, canary, params.verify_timeout, params.max_read_lag),
         close=[client.close],
     )

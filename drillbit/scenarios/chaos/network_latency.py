@@ -55,12 +55,16 @@ def latency_visible(name: str, probe: str, expected_increase_s: float) -> Criter
         b = tl.readings(probe, "baseline")
         i = tl.readings(probe, "injection")
         if b.empty or i.empty:
-            return Verdict(
-                name,
-                Outcome.INCONCLUSIVE,
-                "no metric readings in the baseline or the injection phase",
-                {"baseline_readings": len(b), "injection_readings": len(i)},
-            )
+            looks = {ph: len(tl.select(probe=probe, phase=ph)) for ph in ("baseline", "injection")}
+            ev = {"baseline_readings": len(b), "injection_readings": len(i), "queries": looks}
+            if not b.empty and looks["injection"]:  # asked during the fault, the metrics gave no number: not seen
+                errors = tl.select(probe=probe, phase="injection")["error"].dropna()
+                if len(errors):
+                    ev["example_error"] = str(errors.iloc[0])[:200]
+                return Verdict(name, Outcome.FAIL, "the metrics gave no bid engine latency during the fault", ev)
+            # no reference to compare with (no reading in the baseline) or no query made: the harness could not measure
+            missing = "baseline" if b.empty else "injection phase"
+            return Verdict(name, Outcome.INCONCLUSIVE, f"no metric reading in the {missing} to compare", ev)
         rise = float(i.median() - b.median())
         ev = {
             "baseline_s": round(float(b.median()), 4),
@@ -98,10 +102,22 @@ def build(env: ResolvedEnvironment, params: NetworkLatencyParams, run_id: str | 
         fault, provider = on_sandbox(params)
     client = client_for(env, timeout=10.0)
     iv, piv = params.interval, params.probe_interval
+    # a check that has not answered within its criterion's limit is a failed sample at that limit (drillbit.monitor):
+    # a provisioning outage is a failure of both provisioning criteria, never an empty window
     monitors = [
-        monitor("deployment-provisioning", piv, probes.deployment_provisioning(client, timeout=600)),
+        monitor(
+            "deployment-provisioning",
+            piv,
+            probes.deployment_provisioning(client, timeout=600),
+            deadline=params.provisioning_within,
+        ),
         # a bid slower than twice the limit has failed already: give up then, so the fault window holds several samples
-        monitor("bid-placement", piv, probes.bid_placement(client, timeout=max(5.0, 2 * params.bid_within))),
+        monitor(
+            "bid-placement",
+            piv,
+            probes.bid_placement(client, timeout=max(5.0, 2 * params.bid_within)),
+            deadline=params.bid_within,
+        ),
         *query_monitors(env, client, iv),
     ]
     if provider:

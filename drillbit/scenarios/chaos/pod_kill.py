@@ -2,9 +2,11 @@
 availability SLO holds, the killed pods serve again within the limit, consensus continues, alerts fire and on-call
 is paged.
 
-On the sandbox the fault kills the selected component processes and their health checks tell when they are back; on
-Kubernetes a Chaos Mesh PodChaos (or a plain pod delete) kills pods and a watch of the selector's pods times their
-replacements (``kubernetes``).
+On the sandbox the fault kills the selected component processes; a killed node is back when a client reading its RPC
+gets the current chain (its latest block within a few blocks of the other nodes', and advancing), its own health
+check being evidence only; other components are back when their health check passes. On Kubernetes a Chaos Mesh
+PodChaos (or a plain pod delete) kills pods and a watch of the selector's pods times their replacements
+(``kubernetes``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from drillbit import criteria, probes
+from drillbit import chain, criteria, probes
 from drillbit import sandbox as sbx
-from drillbit.client import client_for
+from drillbit.client import VirtEngineClient, client_for
 from drillbit.config import ResolvedEnvironment
 from drillbit.faults.chaos_mesh import ChaosMeshFault
 from drillbit.faults.pod_kill import PodDelete, PodKill
@@ -24,7 +26,7 @@ from drillbit.model import Criterion
 from drillbit.monitor import Monitor, monitor
 from drillbit.params import ExperimentParams
 from drillbit.runner import Experiment, Hook, Run
-from drillbit.scenarios.chaos import kubernetes, query_monitors
+from drillbit.scenarios.chaos import kubernetes, provider_workload, query_monitors
 
 
 class PodKillParams(ExperimentParams):
@@ -41,14 +43,32 @@ class PodKillParams(ExperimentParams):
     via: Literal["chaos-mesh", "pod-delete"] = Field(
         "chaos-mesh", description="Kubernetes only: a Chaos Mesh PodChaos, or delete the pod through the API"
     )
+    tenant_leases: int = Field(2, ge=0, le=20, description="Target provider: leases running before the kill")
+    orders_in_flight: int = Field(2, ge=0, le=20, description="Target provider: orders opened just before the kill")
+    resume_within: float = Field(
+        30.0, gt=0, description="Target provider: seconds for its leases to run again and open orders to get bids"
+    )
 
 
 BackCriteria = Callable[[dict], list[Criterion]]  # the killed targets → their "back within" criteria
+MAX_LAG = 2  # blocks a restarted node may be behind the others and still serve "the current chain"
 
 
-def on_sandbox(env: ResolvedEnvironment, params: PodKillParams) -> tuple[PodKill, list[Monitor], BackCriteria]:
-    """The sandbox's pod kill: the fault, a health monitor per component the selector matches, and per killed
-    component a criterion that its health check passes again in time."""
+def served_height(client: VirtEngineClient) -> probes.Check:
+    """The height of the latest block the node serves (read through the chain reader, as a client does)."""
+
+    def check() -> float:
+        return float(chain.read_block(client).height)
+
+    return check
+
+
+def on_sandbox(
+    env: ResolvedEnvironment, params: PodKillParams
+) -> tuple[PodKill, list[Monitor], BackCriteria, list[Callable[[], None]]]:
+    """The sandbox's pod kill: the fault, a health monitor per component the selector matches and a served-height
+    monitor per node (the nodes the clients read), per killed component a criterion that it serves again in time
+    (a node: the current chain, read from its RPC; anything else: its health check), and the closers."""
     ep = sbx.endpoints()
     selector = env.selector(params.target)
     safety = env.spec.safety
@@ -58,17 +78,28 @@ def on_sandbox(env: ResolvedEnvironment, params: PodKillParams) -> tuple[PodKill
     for name in [n for n, lb in labels.items() if all(lb.get(k) == v for k, v in selector.items())]:
         url = ep["components"][name]["health"].removeprefix("http:")
         health.append(monitor(f"health:{name}", min(params.interval, 0.5), probes.component_health(url)))
+    nodes = {n["name"]: VirtEngineClient(n["rpc"], n["rest"], timeout=2.0) for n in ep.get("nodes", [])}
+    for name, node in nodes.items():
+        health.append(monitor(f"serving:{name}", min(params.interval, 0.5), served_height(node)))
 
     def back(killed: dict) -> list[Criterion]:
         # from "injected" (the process is dead), not "inject": health checks between the two still succeed
-        return [
-            criteria.recovered_within(
-                f"{name} back within {params.back_within:g} s", f"health:{name}", "injected", params.back_within
-            )
-            for name in killed
-        ]
+        out = []
+        for name in killed:
+            label = f"{name} back within {params.back_within:g} s"
+            if name in nodes:
+                peers = [f"serving:{n}" for n in nodes if n != name]
+                probe, health_probe = f"serving:{name}", f"health:{name}"
+                out.append(
+                    criteria.serves_current_chain(
+                        label, name, probe, peers, params.back_within, max_lag=MAX_LAG, health=health_probe
+                    )
+                )
+            else:
+                out.append(criteria.recovered_within(label, f"health:{name}", "injected", params.back_within))
+        return out
 
-    return fault, health, back
+    return fault, health, back, [c.close for c in nodes.values()]
 
 
 def on_kubernetes(
@@ -92,13 +123,22 @@ def build(env: ResolvedEnvironment, params: PodKillParams, run_id: str | None = 
     """The pod-kill experiment; ``run_id`` labels the Kubernetes objects (default: a fresh id)."""
     health: list[Monitor] = []
     collect = None
+    closers: list[Callable[[], None]] = []
     if env.platform == "kubernetes":
         fault, collect, back = on_kubernetes(env, params, run_id)
     else:
-        fault, health, back = on_sandbox(env, params)
+        fault, health, back, closers = on_sandbox(env, params)
     slo = env.slo("SLO-NODE-001")
     iv = params.interval
     client = client_for(env, timeout=5.0)
+    work = provider_workload.for_pod_kill(
+        env, params.target, params.tenant_leases, params.orders_in_flight, params.resume_within, iv
+    )
+    if work is not None:  # the provider is killed: tenant work in flight across it, graded on being resumed
+        fault = work.around(fault)
+        health = [*health, *work.monitors()]
+        collect = provider_workload.then(collect, work.collect)
+        closers = [*closers, work.close]
     monitors = query_monitors(env, client, iv)
     surfaces = [m.name for m in monitors]
 
@@ -112,7 +152,7 @@ def build(env: ResolvedEnvironment, params: PodKillParams, run_id: str | None = 
             criteria.paged("on-call paged", params.expected_alerts, params.page_within),
             criteria.acknowledged("on-call acknowledged", params.ack_within),
         ]
-        return out
+        return out + (work.criteria() if work is not None else [])
 
     return Experiment(
         "chaos-pod-kill",
@@ -124,5 +164,6 @@ def build(env: ResolvedEnvironment, params: PodKillParams, run_id: str | None = 
         guarded_probes=["chain-query"],
         scenario=f"{params.target}/{params.mode}",
         collect=collect,
-        close=[client.close],
+        before_inject=work.start if work is not None else None,
+        close=[client.close, *closers],
     )

@@ -57,16 +57,18 @@ def preflight(ep: dict[str, Any], params: DbCorruptionParams) -> dict[str, Any]:
     if not files:
         raise ops.PreflightError(f"table {params.table!r} has no data files to corrupt")
     backup = ops.latest_backup(client, s3["bucket"], system)
-    foreign = ops.later_timelines(client, s3["bucket"], timeline)
-    if foreign:
+    archive = ops.wal_archive_prefix(ep, system, backup)  # this system's archive: another cluster's is not read
+    later = ops.later_timelines(client, s3["bucket"], timeline, archive)
+    if later:
         raise ops.PreflightError(
-            f"the WAL archive s3://{s3['bucket']}/wal/ holds history of timelines after the database's ({timeline}): "
-            f"{', '.join(foreign[:3])}; a restore would follow them, not this database; use a clean archive"
+            f"the WAL archive s3://{s3['bucket']}/{archive} holds history of timelines after the database's "
+            f"({timeline}): {', '.join(later[:3])}; a restore would follow them, not this database; use a clean archive"
         )
     return {
         "bucket": s3["bucket"],
         "database": live,
         "system_identifier": system,
+        "wal_archive": f"s3://{s3['bucket']}/{archive}",
         "timeline": timeline,
         "latest_backup": backup["id"],
         "files": [str(f) for f in files],

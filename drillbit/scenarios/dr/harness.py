@@ -325,12 +325,13 @@ class DrRun:
 
 
 def reset_sandbox(timeout: float = 120.0) -> dict[str, Any]:
-    """Replace the sandbox by a fresh one (same run directory, port offset and weaknesses) with a fresh object
-    store, and wait for its first base backup and etcd snapshot, so the next scenario has something to restore
-    from. (A fresh object store: the earlier scenario's WAL archive holds another database system's timelines.)"""
+    """Replace the sandbox by a fresh one (same run directory, port offset and weaknesses; the object store kept,
+    as a real one outlives the clusters it backs up) and wait for its first base backup and etcd snapshot, so the
+    next scenario has something to restore from. The new database cluster archives into a WAL archive of its own
+    (keyed by its system identifier), so the earlier cluster's timelines are never followed."""
     old = sbx.endpoints()
     run, offset = sbx.run_dir(), int(old["port_offset"])
-    sbx.launcher(["down", "--purge"], run=run, offset=offset, capture=True)
+    sbx.launcher(["down"], run=run, offset=offset, capture=True)
     args = ["up"] + [a for w in old.get("weaknesses", []) for a in ("--weaken", w)]
     result = sbx.launcher(args, run=run, offset=offset, capture=True)
     if result.returncode != 0:

@@ -426,11 +426,24 @@ def latest_backup(
     return usable[-1]
 
 
-def later_timelines(client: Any, bucket: str, timeline: int) -> list[str]:
-    """Timeline history files in the WAL archive for timelines after ``timeline``: a restore that follows the
-    latest timeline would follow them (they belong to another database system, or to a branch of this one)."""
+WAL_PREFIX = "wal/"  # the sandbox's default (endpoints.json storage.backup.wal_archive.prefix says where it is)
+
+
+def wal_archive_prefix(ep: dict[str, Any], system_identifier: str, backup: dict[str, Any] | None = None) -> str:
+    """The folder of one database system's WAL archive: one archive per database cluster (as pgBackRest keys its
+    archive by stanza and database id), ``<prefix><system_identifier>/``. What the backup agent wrote into the base
+    backup's manifest (``wal_prefix``) first, else the rule endpoints.json states."""
+    if backup and backup.get("wal_prefix"):
+        return str(backup["wal_prefix"])
+    archive = ep.get("storage", {}).get("backup", {}).get("wal_archive") or {}
+    return f"{archive.get('prefix', WAL_PREFIX)}{system_identifier}/"
+
+
+def later_timelines(client: Any, bucket: str, timeline: int, prefix: str = WAL_PREFIX) -> list[str]:
+    """Timeline history files in the WAL archive under ``prefix`` (one database system's) for timelines after
+    ``timeline``: a restore that follows the latest timeline would follow them (a branch of this system)."""
     out = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="wal/"):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for o in page.get("Contents", []):
             name = o["Key"].rsplit("/", 1)[-1].removesuffix(".gz")
             if name.endswith(".history") and int(name[:8], 16) > timeline:

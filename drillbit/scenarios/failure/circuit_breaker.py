@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from drillbit import criteria, probes, runner
+from drillbit import criteria, probes, runner, soundness
 from drillbit import sandbox as sbx
 from drillbit.client import ClientError, VirtEngineClient, client_for
 from drillbit.config import ResolvedEnvironment
@@ -30,6 +30,8 @@ from drillbit.runner import Experiment, Run
 CIRCUIT = {"closed": 0.0, "open": 1.0, "half-open": 2.0, "disabled": -1.0}
 EVALUATE = "/api/v1/bid-engine/evaluate"
 BREAKER_METRIC = 'provider_bid_engine_circuit_state{job="provider"}'
+ENGINE_DURATION = "provider_bid_engine_duration_seconds"  # the engine's own time per evaluation (server side)
+ENGINE_REQUESTS = "provider_bid_engine_requests_total"  # by outcome
 OWNER = "drillbit-overload"
 REJECTED = 503
 
@@ -110,6 +112,8 @@ def overload_summary(df: pd.DataFrame, meta: dict[str, Any], rate: float, settle
         "rate": rate,
         "offered_rate": meta.get("offered_rate"),
         "generator_lateness_s": meta.get("max_lateness_s"),
+        "arrival_lateness": meta.get("arrival_lateness"),
+        "send_wait": meta.get("send_wait"),
         "statuses": {str(k): int(v) for k, v in zip(*np.unique(status, return_counts=True), strict=True)},
         "rejected": int(rejected.sum()),
         "rejected_p95_s": _p(lat[rejected], 95),
@@ -159,6 +163,82 @@ def prometheus_breaker(prometheus: str | None, start: float, end: float) -> dict
     }
 
 
+def engine_snapshot(metrics_url: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The bid engine's own counters from the daemon's /metrics: duration histogram (cumulative, by ``le``) and
+    requests by outcome; None when it does not answer."""
+    try:
+        r = httpx.get(metrics_url, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    return parse_engine_metrics(r.text) if r.status_code == 200 else None
+
+
+def parse_engine_metrics(text: str) -> dict[str, Any] | None:
+    """The engine's duration histogram (cumulative, by ``le``) and requests by outcome from Prometheus text."""
+    buckets: dict[float, float] = {}
+    outcomes: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{ENGINE_DURATION}_bucket{{"):
+            labels, _, value = line.rpartition(" ")
+            le = labels.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if le == "+Inf" else float(le)] = float(value)
+        elif line.startswith(f"{ENGINE_REQUESTS}{{"):
+            labels, _, value = line.rpartition(" ")
+            if 'outcome="' in labels:
+                outcomes[labels.split('outcome="', 1)[1].split('"', 1)[0]] = float(value)
+    return {"buckets": buckets, "outcomes": outcomes} if buckets else None
+
+
+def engine_timing(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """What the engine itself measured between two snapshots: evaluations, outcomes and its p95 (the upper edge of
+    its histogram bucket: an upper bound, so "the server was fast" is never overstated)."""
+    if not before or not after:
+        return {"available": False, "reason": "the provider's /metrics did not answer"}
+    edges = sorted(after["buckets"])
+    cumulative = [after["buckets"][e] - before["buckets"].get(e, 0.0) for e in edges]
+    counts = [round(c - p) for c, p in zip(cumulative, [0.0, *cumulative[:-1]], strict=True)]
+    outcomes = {k: int(v - before["outcomes"].get(k, 0.0)) for k, v in after["outcomes"].items()}
+    return {
+        "available": True,
+        "evaluations": int(sum(counts)),
+        "outcomes": {k: v for k, v in sorted(outcomes.items()) if v},
+        "server_p95_s": soundness.histogram_quantile(edges, counts, 0.95),
+        "server_p50_s": soundness.histogram_quantile(edges, counts, 0.5),
+    }
+
+
+def fail_fast_figures(limit: float) -> soundness.Extra:
+    """The figures that tell the harness's share of the rejections' latency: the generator's arrival lateness and
+    waits, and the client-side p95 of rejections against the engine's own p95 over the same overload."""
+
+    def extra(tl: Timeline) -> dict[str, Any]:
+        e = tl.last_event("overload_result") or {}
+        arrival, wait = e.get("arrival_lateness") or {}, e.get("send_wait") or {}
+        out: dict[str, Any] = {
+            "generator": {
+                "arrival_lateness_p95_s": arrival.get("p95_s"),
+                "arrival_lateness_max_s": e.get("generator_lateness_s"),
+                "arrival_late_share": arrival.get("share_over_10ms"),
+                "send_wait_p95_s": wait.get("p95_s"),
+                "send_wait_late_share": wait.get("share_over_10ms"),
+            }
+        }
+        server = tl.last_event("engine_timing") or {"available": False}
+        client = e.get("rejected_after_open_p95_s") or e.get("rejected_p95_s")
+        out["server_vs_client"] = {
+            "client_p95_s": client,
+            "server_p95_s": server.get("server_p95_s"),
+            "server_evaluations": server.get("evaluations"),
+            "server_outcomes": server.get("outcomes"),
+            "limit_s": limit,
+        }
+        if not server.get("available"):
+            out["server_vs_client"]["server_reason"] = server.get("reason")
+        return out
+
+    return extra
+
+
 # ------------------------------------------------------------------------------------------------ criteria
 
 
@@ -177,8 +257,11 @@ def load_offered(name: str, min_share: float) -> Criterion:
     return Criterion(name, f"≥ {min_share:.0%} of the target rate", check)
 
 
-def breaker_opens(name: str) -> Criterion:
-    """Open in the provider's own status AND in Prometheus (provider_bid_engine_circuit_state == 1)."""
+def breaker_opens(name: str, min_offered: float = 0.0) -> Criterion:
+    """Open in the provider's own status AND in Prometheus (provider_bid_engine_circuit_state == 1).
+
+    A breaker that never opened while the generator offered less than ``min_offered`` of its rate is inconclusive
+    (the harness did not apply the overload), unless the provider reported it disabled: that needs no load."""
 
     def check(tl: Timeline) -> Verdict:
         states = tl.readings("breaker", "injection")
@@ -201,7 +284,14 @@ def breaker_opens(name: str) -> Criterion:
         if status_open and not prom.get("available"):
             return Verdict(name, Outcome.INCONCLUSIVE, f"open in /api/v1/status; Prometheus: {prom.get('reason')}", ev)
         where = [w for w, ok in (("/api/v1/status", status_open), ("Prometheus", prom_open)) if not ok]
-        return Verdict(name, Outcome.FAIL, f"the breaker never showed open in {' nor '.join(where)}", ev)
+        why = f"the breaker never showed open in {' nor '.join(where)}"
+        load = tl.last_event("overload_result") or {}
+        offered, rate = load.get("offered_rate") or 0.0, load.get("rate") or 0.0
+        if "disabled" not in ev["status_states"] and offered < min_offered * rate:
+            ev["offered_rate"], ev["rate"] = offered, rate
+            why += f", but the generator offered only {offered:.0f}/s of {rate:g}/s: the overload was not applied"
+            return Verdict(name, Outcome.INCONCLUSIVE, why, ev)
+        return Verdict(name, Outcome.FAIL, why, ev)
 
     return Criterion(name, "circuit open (status and provider_bid_engine_circuit_state == 1)", check)
 
@@ -214,6 +304,7 @@ def fails_fast(name: str, limit: float, settle: float) -> Criterion:
         ev = {k: e[k] for k in ("rejected", "rejected_p95_s", "rejected_after_open", "rejected_after_open_p95_s")}
         ev["served_p95_s"] = e["served_p95_s"]
         if not e["rejected"]:
+            ev["timed"] = False  # not about time: nothing was refused at all
             return Verdict(name, Outcome.FAIL, "no request was rejected: the engine never shed load", ev)
         p95 = e["rejected_after_open_p95_s"]
         scope = f"{e['rejected_after_open']} rejections sent ≥ {settle:g} s after the first"
@@ -223,7 +314,8 @@ def fails_fast(name: str, limit: float, settle: float) -> Criterion:
         why = f"p95 {p95 * 1000:.0f} ms over {scope} (all rejections: p95 {e['rejected_p95_s'] * 1000:.0f} ms)"
         return Verdict(name, outcome, why, ev)
 
-    return Criterion(name, f"p95 of 503s < {limit * 1000:g} ms", check)
+    criterion = Criterion(name, f"p95 of 503s < {limit * 1000:g} ms", check)
+    return soundness.timed(criterion, "injection", extra=fail_fast_figures(limit))
 
 
 def breaker_closes(name: str, within: float) -> Criterion:
@@ -235,17 +327,20 @@ def breaker_closes(name: str, within: float) -> Criterion:
         after = df[(df["ts"] >= revert["ts"]) & df["ok"].astype(bool)]
         closed = after[after["value"] == CIRCUIT["closed"]]
         if after.empty:
-            return Verdict(name, Outcome.FAIL, "the provider's status did not answer after the overload")
+            why = "the provider's status did not answer after the overload"
+            return Verdict(name, Outcome.FAIL, why, {"timed": False})
         if closed.empty:
             last = after["value"].iloc[-1]
             state = {v: k for k, v in CIRCUIT.items()}.get(last, "unknown")
             span = float(after["ts"].max() - revert["ts"])
-            return Verdict(name, Outcome.FAIL, f"still {state} {span:.0f} s after the overload", {"last": state})
+            ev = {"last": state, "timed": False}
+            return Verdict(name, Outcome.FAIL, f"still {state} {span:.0f} s after the overload", ev)
         took = float(closed["ts"].iloc[0] - revert["ts"])
         outcome = Outcome.PASS if took <= within else Outcome.FAIL
         return Verdict(name, outcome, f"closed {took:.1f} s after the overload", {"closed_after_s": round(took, 2)})
 
-    return Criterion(name, f"closed within {within:g} s", check)
+    criterion = Criterion(name, f"closed within {within:g} s", check)
+    return soundness.timed(criterion, window=soundness.after_event("revert"))
 
 
 # ------------------------------------------------------------------------------------------------ the experiment
@@ -314,9 +409,17 @@ def _experiment(
     for n, name in zip(ep["nodes"], nodes, strict=True):
         monitors.append(monitor(name, iv, probes.component_health(f"{n['rpc']}/health")))
 
+    engine: dict[str, Any] = {}
+
+    def snapshot(_run: Run) -> None:
+        """After the baseline, before the overload: the engine's own counters, to compare with what clients saw."""
+        engine["before"] = engine_snapshot(f"{daemon}/metrics")
+
     def analyse(run: Run) -> None:
         """The observation is over: the generator's results, per second, and the breaker as Prometheus saw it."""
         tl = run.timeline
+        timing = engine_timing(engine.get("before"), engine_snapshot(f"{daemon}/metrics"))
+        tl.event("engine_timing", f"engine p95 ≤ {timing.get('server_p95_s')} s", **timing)
         df, meta = read_results(fault.results)
         summary = overload_summary(df, meta, params.rate, params.settle)
         tl.event("overload_result", f"{summary['requests']} requests, {summary['rejected']} rejected", **summary)
@@ -329,7 +432,7 @@ def _experiment(
     def grade_with(_detail: dict) -> list[Criterion]:
         return [
             load_offered("load offered", params.min_offered),
-            breaker_opens("breaker opens"),
+            breaker_opens("breaker opens", params.min_offered),
             fails_fast("rejected requests fail fast", params.fail_fast_p95, params.settle),
             criteria.min_availability("API stays healthy", ["api-read"], params.min_availability, "injection"),
             criteria.min_availability(
@@ -347,5 +450,6 @@ def _experiment(
         grade_with,
         guarded_probes=["api-read", "chain-query"],
         scenario=f"{params.rate:g}/s {params.target}",
+        before_inject=snapshot,
         collect=analyse,
     )

@@ -81,8 +81,14 @@ CREATE TABLE IF NOT EXISTS records (
     key text PRIMARY KEY,
     value jsonb NOT NULL,
     written_at timestamptz NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    version bigint NOT NULL DEFAULT 1
 );
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'records' AND column_name = 'version')
+    THEN ALTER TABLE records ADD COLUMN version bigint NOT NULL DEFAULT 1;
+    END IF;
+END $$;
 """
 
 UPSERT_ENTITY = """
@@ -93,10 +99,16 @@ ON CONFLICT (kind, id) DO UPDATE SET owner = EXCLUDED.owner, dseq = EXCLUDED.dse
 """
 
 # Order is kept by the API (a write goes to the queue while earlier queued writes are pending), not by the clock.
-UPSERT_RECORD = """
-INSERT INTO records (key, value, written_at, applied_at) VALUES (%s, %s::jsonb, %s, now())
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, written_at = EXCLUDED.written_at, applied_at = now()
+# ``applied_at`` is the statement's own clock (distinct per row of a batch) and ``version`` counts the applications of
+# writes to the key: together they let a client see the order writes were applied in, and any write applied twice.
+# A write is known by its key and acceptance time: applying it again (a direct write whose commit was lost on the
+# wire, then queued) changes nothing, so each write is applied exactly once.
+UPSERT_RECORD_ANEW = """
+INSERT INTO records (key, value, written_at, applied_at, version) VALUES (%s, %s::jsonb, %s, clock_timestamp(), 1)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, written_at = EXCLUDED.written_at,
+    applied_at = clock_timestamp(), version = records.version + 1
 """
+UPSERT_RECORD = UPSERT_RECORD_ANEW + "WHERE records.written_at IS DISTINCT FROM EXCLUDED.written_at\n"
 
 log = logging.getLogger("api")
 _background: set[asyncio.Future[Any]] = set()
@@ -206,6 +218,11 @@ class Settings:
     @property
     def write_queue(self) -> bool:
         return "no-write-queue" not in self.weaknesses
+
+    @property
+    def pins_outage_cache(self) -> bool:
+        """Weakness ``stale-cache-after-recovery``: answers served stale during an outage stay served afterwards."""
+        return "stale-cache-after-recovery" in self.weaknesses
 
 
 # --------------------------------------------------------------------------------------------------------- metrics
@@ -759,6 +776,15 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 UNAVAILABLE = "database unavailable"
+API_WEAKNESSES = frozenset(
+    {
+        "no-read-cache",
+        "no-write-queue",
+        "stale-cache-after-recovery",
+        "duplicate-queued-writes",
+        "reordered-queued-writes",
+    }
+)
 
 
 class Api:
@@ -771,6 +797,7 @@ class Api:
         self.indexer = Indexer(settings, self.db, self.metrics)
         self.queued_total = 0
         self.applied_total = 0
+        self._pinned: set[tuple[Any, ...]] = set()  # weakness stale-cache-after-recovery: queries served stale
         self._drain_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._wire_gauges()
@@ -834,8 +861,14 @@ class Api:
             self.queue.depth = 0
             return
         args = [(key, value, at) for _seq, key, value, at in rows]
+        if "reordered-queued-writes" in self.settings.weaknesses:
+            args.reverse()  # weakness: each batch of queued writes is applied newest first
         try:
             await self.db.run(lambda conn: _upsert_records(conn, args), self.settings.db_timeout * 2)
+            if "duplicate-queued-writes" in self.settings.weaknesses:  # weakness: replayed again, as new writes
+                await self.db.run(
+                    lambda conn: _upsert_records(conn, args, UPSERT_RECORD_ANEW), self.settings.db_timeout * 2
+                )
         except psycopg.Error as exc:  # a statement error, not a connection failure: find and bury the bad write
             await self._drain_one_by_one(rows, exc)
             return
@@ -912,7 +945,7 @@ class Api:
             cache_entries=len(self.cache),
             queued_total=self.queued_total,
             applied_total=self.applied_total,
-            weaknesses=sorted(self.settings.weaknesses & {"no-read-cache", "no-write-queue"}),
+            weaknesses=sorted(self.settings.weaknesses & API_WEAKNESSES),
         )
         return JSONResponse(doc)
 
@@ -929,6 +962,8 @@ class Api:
         entry = self.cache.get(key) if use_cache else None
         if entry is not None and self.db.up and time.monotonic() - entry.stored < self.settings.cache_ttl:
             return _market_response(entry.payload, "cache", "hit")
+        if entry is not None and self.db.up and key in self._pinned:  # weakness: the outage's answer, as if fresh
+            return _market_response(entry.payload, "cache", "hit")
         if self.db.up:
             try:
                 payload = await self.db.run(lambda conn: _query_entities(conn, kind, filters, limit))
@@ -939,6 +974,8 @@ class Api:
                     self.cache.put(key, payload)
                 return _market_response(payload, "database", "miss")
         if entry is not None:
+            if self.settings.pins_outage_cache:
+                self._pinned.add(key)
             return _market_response(entry.payload, "cache", "stale")
         return error(503, UNAVAILABLE)
 
@@ -1035,24 +1072,34 @@ def rejects_the_write(exc: BaseException) -> bool:
     return state[:2] in WRITE_AT_FAULT
 
 
-async def _upsert_records(conn: psycopg.AsyncConnection[Any], rows: Iterable[tuple[str, str, datetime]]) -> None:
+async def _upsert_records(
+    conn: psycopg.AsyncConnection[Any], rows: Iterable[tuple[str, str, datetime]], query: str = UPSERT_RECORD
+) -> None:
     async with conn.transaction(), conn.cursor() as cur:
-        await cur.executemany(UPSERT_RECORD, list(rows))
+        await cur.executemany(query, list(rows))
 
 
 def _record_doc(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {"key": row[0], "value": row[1], "written_at": rfc3339(row[2])}
+    return {
+        "key": row[0],
+        "value": row[1],
+        "written_at": rfc3339(row[2]),
+        "applied_at": rfc3339(row[3]),
+        "version": row[4],
+    }
 
 
 async def _fetch_record(conn: psycopg.AsyncConnection[Any], key: str) -> dict[str, Any] | None:
-    cur = await conn.execute("SELECT key, value, written_at FROM records WHERE key = %s", (key,))
+    cur = await conn.execute("SELECT key, value, written_at, applied_at, version FROM records WHERE key = %s", (key,))
     row = await cur.fetchone()
     return _record_doc(row) if row else None
 
 
 async def _list_records(conn: psycopg.AsyncConnection[Any], prefix: str, limit: int) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        "SELECT key, value, written_at FROM records WHERE starts_with(key, %s) ORDER BY key LIMIT %s", (prefix, limit)
+        "SELECT key, value, written_at, applied_at, version FROM records WHERE starts_with(key, %s) "
+        "ORDER BY key LIMIT %s",
+        (prefix, limit),
     )
     return [_record_doc(row) for row in await cur.fetchall()]
 

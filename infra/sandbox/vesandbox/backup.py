@@ -6,8 +6,11 @@ believes) and from the bucket (what is really there), so a silent archive bug sh
 
 - Base backup every ``base_interval`` s (first after ``base_first_delay`` s; after a failure, retry within 10 s):
   ``pg_basebackup -Ft -z -X stream -c fast`` (self-contained: the WAL needed for consistency is in
-  ``pg_wal.tar.gz``), uploaded to ``base/<id>/`` and finished by ``base/<id>/manifest.json``. The newest
-  ``keep_base`` backups are kept; archived WAL older than the oldest kept backup is deleted.
+  ``pg_wal.tar.gz``), uploaded to ``base/<id>/`` and finished by ``base/<id>/manifest.json`` (which names the
+  backup's system and its WAL archive, ``wal/<system_identifier>/``). The newest ``keep_base`` backups are kept;
+  after each backup the archive of every database system that no kept backup refers to is deleted (an earlier
+  cluster's, or the flat ``wal/<segment>`` layout of old), and in the archive of each kept system the WAL segments
+  older than that system's oldest kept backup.
 - etcd snapshot every ``etcd_interval`` s: ``etcdctl snapshot save`` from the first endpoint that answers, uploaded
   to ``etcd/<id>.db``; the newest ``keep_etcd`` are kept.
 - Every ``poll_interval`` s: ``pg_stat_archiver`` and ``pg_stat_replication`` on the primary, replay state on the
@@ -53,7 +56,7 @@ from vesandbox.restore import (
     list_objects,
     s3_client,
 )
-from vesandbox.wal_archive import SEGMENT_RE
+from vesandbox.wal_archive import archive_prefix, is_segment
 
 KINDS = ("base", "wal", "etcd")
 RETRY_AFTER_FAILURE = 10.0
@@ -212,6 +215,7 @@ class Agent:
                 "end_lsn": wal["End-LSN"],
                 "timeline": wal["Timeline"],
                 "system_identifier": sysid,
+                "wal_prefix": archive_prefix({"prefix": WAL_PREFIX}, sysid),
                 "server_version_num": int(version),
                 "wal_segment_size": segsize,
                 "size_bytes": sum(f["size"] for f in files),
@@ -231,20 +235,34 @@ class Agent:
         return manifest
 
     def _prune_base(self) -> None:
-        """Keep the newest ``keep_base`` backups; drop WAL archived before the oldest kept one started."""
+        """Keep the newest ``keep_base`` backups; then prune the WAL archive (``prune_wal``)."""
         backups = list_base_backups(self.s.s3, self.client)
         old, kept = backups[: -self.s.keep_base], backups[-self.s.keep_base :]
         for m in old:
             for obj in list_objects(self.s.s3, f"{BASE_PREFIX}{m['id']}/", self.client):
                 self.client.delete_object(Bucket=self.s.s3["bucket"], Key=obj["Key"])
             log.info("pruned base backup %s", m["id"])
-        if not old or not kept:
-            return
-        cutoff = kept[0]["started_at_epoch"] - 60
+        if kept:
+            self.prune_wal(kept)
+
+    def prune_wal(self, kept: list[dict[str, Any]]) -> list[str]:
+        """Delete the archive of every database system no kept backup refers to, and in each kept system's archive
+        the segments archived before its oldest kept backup started (a minute of slack). Returns the deleted keys."""
+        cutoff: dict[str, float] = {}
+        for m in kept:
+            system = str(m["system_identifier"])
+            cutoff[system] = min(cutoff.get(system, m["started_at_epoch"]), m["started_at_epoch"])
+        deleted = []
         for obj in list_objects(self.s.s3, WAL_PREFIX, self.client):
-            name = obj["Key"][len(WAL_PREFIX) :]
-            if SEGMENT_RE.match(name) and obj["LastModified"].timestamp() < cutoff:
-                self.client.delete_object(Bucket=self.s.s3["bucket"], Key=obj["Key"])
+            system, _, name = obj["Key"][len(WAL_PREFIX) :].partition("/")
+            if system in cutoff and not (is_segment(name) and obj["LastModified"].timestamp() < cutoff[system] - 60):
+                continue
+            self.client.delete_object(Bucket=self.s.s3["bucket"], Key=obj["Key"])
+            deleted.append(obj["Key"])
+        foreign = {k[len(WAL_PREFIX) :].partition("/")[0] for k in deleted} - set(cutoff)
+        if foreign:
+            log.info("pruned the WAL archive of %d database system(s) no kept backup refers to", len(foreign))
+        return deleted
 
     # ------------------------------------------------------------------------------------------------------ etcd
 

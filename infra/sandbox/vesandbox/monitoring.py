@@ -142,9 +142,13 @@ def render_prometheus(
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def render_alertmanager(layout: Layout) -> str:
+def render_alertmanager(layout: Layout, weaknesses: list[str] = ()) -> str:
+    """The Alertmanager config: every alert to the pager's webhook (alerts-not-routed: to a receiver that does
+    nothing, so Alertmanager holds the alerts and the pager never hears of them)."""
     webhook = f"{monitoring_endpoints(layout)['pager']}/webhook"
-    return _load_template("alertmanager.yml.tmpl").replace("@@pager_webhook@@", webhook)
+    receiver = "nowhere" if "alerts-not-routed" in weaknesses else "pager"
+    text = _load_template("alertmanager.yml.tmpl").replace("@@pager_webhook@@", webhook)
+    return text.replace("@@receiver@@", receiver)
 
 
 def _labels(name: str) -> dict[str, str]:
@@ -211,7 +215,7 @@ def monitoring_components(
     prometheus_yml = config_dir / "prometheus.yml"
     prometheus_yml.write_text(render_prometheus(layout, rule_files, targets_dir, extra_targets))
     alertmanager_yml = config_dir / "alertmanager.yml"
-    alertmanager_yml.write_text(render_alertmanager(layout))
+    alertmanager_yml.write_text(render_alertmanager(layout, weaknesses))
 
     prometheus = [
         _binary("prometheus"),

@@ -5,6 +5,7 @@ Run as ``python -m vesandbox.node --config FILE``. See PROTOCOL.md ("Consensus",
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import binascii
@@ -19,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -182,6 +184,14 @@ class Node:
         self.servers: list[uvicorn.Server] = []
         self._last_error: dict[str, float] = {}
         self._failing: set[str] = set()
+        # node-stuck-after-restart: a life file holds the height this process reached; found at start (the previous
+        # life ended without a clean stop: a crash), the node replays to that height and never follows the chain again
+        self.life_file: Path | None = None
+        self.frozen_at: int | None = None
+        if "node-stuck-after-restart" in config.get("weaknesses", []) and config.get("life_file"):
+            self.life_file = Path(config["life_file"])
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                self.frozen_at = int(json.loads(self.life_file.read_text())["height"])
 
     # ------------------------------------------------------------ etcd keys
 
@@ -214,6 +224,14 @@ class Node:
     async def step(self) -> bool:
         kv = await self.etcd.get(f"{self.prefix}/height")
         remote = int(kv.value) if kv else 0
+        if self.frozen_at is not None:  # node-stuck-after-restart: never past the pre-crash height, yet "in sync"
+            remote = min(remote, self.frozen_at)
+            if self.state.height >= remote:
+                if self.catching_up:
+                    self.catching_up = False
+                    self.metrics.syncing.set(0)
+                    self.log.info("caught up at height %d (stuck after restart: not following the chain)", remote)
+                return False
         if remote > self.state.height:
             return await self.fetch_blocks(remote)
         if remote < self.state.height:
@@ -290,6 +308,23 @@ class Node:
         self.next_due = time.monotonic() - elapsed + self.block_time
         if self.leaky:
             self.leaked.append(b"\x01" * LEAK_BYTES)
+        if self.life_file is not None and self.frozen_at is None:
+            self.record_life()
+
+    def record_life(self) -> None:
+        """node-stuck-after-restart: remember the height this life reached (replaced atomically)."""
+        assert self.life_file is not None
+        tmp = self.life_file.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps({"height": self.state.height}))
+            tmp.replace(self.life_file)
+
+    def stop_cleanly(self) -> None:
+        """A signal: a clean stop, so the next start is not a restart after a crash."""
+        if self.life_file is not None:
+            with contextlib.suppress(OSError):
+                self.life_file.unlink()
+        self.shutdown()
 
     # ------------------------------------------------------------ mempool
 
@@ -403,7 +438,9 @@ class Node:
         ]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.shutdown)
+            loop.add_signal_handler(sig, self.stop_cleanly)
+        if self.life_file is not None and self.frozen_at is None:
+            self.record_life()
         tasks = [asyncio.create_task(c) for c in (self.consensus_loop(), self.gossip_loop(), self.leader_loop())]
         self.log.info(
             "node %s (index %d of %s) chain %s, etcd %s, rpc %s:%d, rest %s:%d",
@@ -778,6 +815,11 @@ def check_config(config: dict[str, Any]) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     config = load_config(argv)
+    if "node-stuck-after-restart" in config.get("weaknesses", []):
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--config")
+        path = parser.parse_known_args(argv)[0].config
+        config.setdefault("life_file", str(Path(path).with_suffix(".life")))  # beside the config: this sandbox's life
     problem = check_config(config)
     if problem:
         print(f"error: bad node config: {problem}", file=sys.stderr)

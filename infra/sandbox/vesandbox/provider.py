@@ -46,6 +46,8 @@ ORDERS_INFO = "/virtengine/market/v1beta5/orders/info"
 BIDS_LIST = "/virtengine/market/v1beta5/bids/list"
 LEASES_LIST = "/virtengine/market/v1beta5/leases/list"
 WEAKNESS_NO_BREAKER = "no-circuit-breaker"
+WEAKNESS_FORGETS_LEASES = "provider-forgets-leases"
+WEAKNESS_BIDS_LOST = "bids-lost-on-restart"
 CIRCUIT_CODES = {"closed": 0, "open": 1, "half-open": 2, "disabled": -1}
 MAX_PAGES = 1000
 MAX_BIDS_PER_CYCLE = 64
@@ -223,6 +225,13 @@ def tx_hash(tx: bytes) -> str:
     return sha256(tx).hexdigest().upper()
 
 
+def _int(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
 def describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
@@ -355,6 +364,15 @@ class NodeClient:
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             return str(body["error"].get("data") or body["error"].get("message"))
         raise DependencyError(f"{method}: HTTP {resp.status_code}, no result")
+
+    async def height(self) -> int:
+        result = await self._rpc("status", {})
+        if isinstance(result, str):
+            raise DependencyError(f"status: {result}")
+        try:
+            return int(result["sync_info"]["latest_block_height"])
+        except (KeyError, TypeError, ValueError):
+            raise DependencyError("status: no latest_block_height") from None
 
     async def broadcast(self, tx: bytes) -> dict[str, Any]:
         result = await self._rpc("broadcast_tx_sync", {"tx": "0x" + tx.hex()})
@@ -622,6 +640,10 @@ class Bidder:
         self._retry: dict[OrderKey, tuple[int, float]] = {}
         self._synced = False
         self.bids_placed = 0
+        # weakness bids-lost-on-restart: the chain height when this process started; orders created up to the block
+        # after it (open, or in the mempool, when it started) are never bid on
+        self._forgets = WEAKNESS_BIDS_LOST in settings.weaknesses
+        self._born: int | None = None
 
     async def cycle(self) -> None:
         if not self._synced:
@@ -640,6 +662,15 @@ class Bidder:
             self._changes.failed("listing open orders", describe(exc))
             return
         self._changes.ok("listing open orders")
+        if self._forgets and self._born is None:
+            try:
+                self._born = await self._node.height()
+            except EngineError as exc:
+                self._changes.failed("reading the chain height", describe(exc))
+                return
+            self._log.warning(
+                "weakness %s: ignoring orders created up to height %d", WEAKNESS_BIDS_LOST, self._born + 1
+            )
         todo = [o for o in (unwrap(x, "order") for x in orders) if self._wants(o)]
         if todo:
             # at most `concurrency` of our own evaluations at once: the daemon never floods its own engine's queue
@@ -658,6 +689,8 @@ class Bidder:
             return False
         if order.get("state", "open") != "open" or key in self.placed or key in self.pending:
             return False
+        if self._born is not None and _int(order.get("created_at")) <= self._born + 1:
+            return False  # weakness bids-lost-on-restart: created before this process started
         retry = self._retry.get(key)
         return retry is None or time.monotonic() >= retry[1]
 
@@ -784,6 +817,8 @@ class Provisioner:
         self._changes = ChangeLog(log)
         self.workloads: dict[OrderKey, Workload] = {}
         self._tasks: dict[OrderKey, asyncio.Task[None]] = {}
+        # weakness provider-forgets-leases: the leases active at this process's first listing are not restored
+        self._restored = WEAKNESS_FORGETS_LEASES not in settings.weaknesses
         for state in ("pending", "running", "closed"):
             metrics.leases.labels(state=state).set_function(lambda st=state: self.count(st))
 
@@ -805,7 +840,18 @@ class Provisioner:
             with contextlib.suppress(KeyError, TypeError):
                 if lease.get("state", "active") == "active":
                     active[order_key(lease["id"])] = lease["id"]
+        if not self._restored:
+            self._restored = True
+            self._forget(active)
         self._apply(active)
+
+    def _forget(self, active: dict[OrderKey, dict[str, Any]]) -> None:
+        """Weakness provider-forgets-leases: the workloads of leases active before this process started are not
+        restored; their status says ``unknown`` (not running) until the lease closes."""
+        for key, lease_id in active.items():
+            self.workloads[key] = Workload(lease_id=lease_id, state="unknown")
+        if active:
+            self._log.warning("weakness %s: %d active lease(s) not restored", WEAKNESS_FORGETS_LEASES, len(active))
 
     def _apply(self, active: dict[OrderKey, dict[str, Any]]) -> None:
         for key, lease_id in active.items():

@@ -6,7 +6,10 @@ Layout of the backup bucket ``s3://virtengine-backups`` (written by ``vesandbox.
 - ``base/<id>/base.tar.gz``, ``base/<id>/pg_wal.tar.gz``, ``base/<id>/backup_manifest`` and, written last,
   ``base/<id>/manifest.json`` (a backup without it is incomplete and ignored). ``<id>`` is the UTC start time
   ``YYYYMMDDTHHMMSS.mmmZ``, so ids sort by time.
-- ``wal/<segment>``: archived WAL (gzip), fetched back by ``restore_command``.
+- ``wal/<system_identifier>/<file>``: archived WAL, timeline history and backup-label files (gzip), one archive per
+  database cluster (``vesandbox.wal_archive.archive_key``); ``restore_command`` reads the archive of the restored
+  base backup's system only, so a restore (and the timeline its promotion picks) never follows another cluster's
+  history, even when the object store outlived several sandboxes.
 - ``etcd/<id>.db``: etcd snapshots of the validator set.
 
 Functions: ``list_base_backups``, ``latest_base_backup``, ``restore_base_backup`` (a data directory that recovers
@@ -39,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vesandbox.wal_archive import conf_quote, postgres_command
+from vesandbox.wal_archive import archive_prefix, conf_quote, postgres_command
 
 BASE_PREFIX = "base/"
 WAL_PREFIX = "wal/"
@@ -209,7 +212,8 @@ def restore_base_backup(
     archive: bool = False,
     extra_settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Unpack a base backup into ``target_dir`` and configure archive recovery from ``wal/``.
+    """Unpack a base backup into ``target_dir`` and configure archive recovery from its system's WAL archive
+    (``wal/<system_identifier>/``).
 
     Picks the latest complete backup (that finished before ``target_time``, if given) unless ``backup_id`` is
     given. Recovery replays the archive to its end (or to ``target_time``) and then promotes. ``archive=False``
@@ -247,6 +251,7 @@ def restore_base_backup(
         "end_lsn": manifest["end_lsn"],
         "backup_finished_at": manifest["finished_at"],
         "system_identifier": manifest["system_identifier"],
+        "wal_prefix": archive_prefix({"prefix": WAL_PREFIX}, manifest["system_identifier"]),
         "target_time": when.isoformat() if when else None,
     }
 

@@ -46,6 +46,7 @@ BASE_INTERVAL_S = 60.0
 ETCD_INTERVAL_S = 60.0
 PRIMARY_INITDB_ARGS = ["--wal-segsize=1"]
 ASYNC_WEAKNESS = "async-replication-loses-writes"
+WAL_ARCHIVE_PREFIX = "wal/"  # one archive per database cluster below it: wal/<system_identifier>/
 
 
 # ------------------------------------------------------------------------------------------------- addresses, paths
@@ -125,7 +126,7 @@ def _configs(layout: Any, weaknesses: list[str], pg_bin: Path) -> dict[str, dict
     link = ASYNC_WEAKNESS in weaknesses
     replica_upstream = {"host": "127.0.0.1", "port": replica_link_port(layout) if link else layout.pg_port}
     return {
-        "wal-archive": {"name": "wal-archive", **common, "s3": s3, "prefix": "wal/"},
+        "wal-archive": {"name": "wal-archive", **common, "s3": s3, "prefix": WAL_ARCHIVE_PREFIX},
         "backup": {
             "name": "backup",
             **common,
@@ -308,6 +309,7 @@ def storage_endpoints(layout: Any) -> dict[str, Any]:
             "metrics": f"http://127.0.0.1:{backup_port(layout)}/metrics",
             "config": str(_config_path(layout, "backup")),
             "wal_archive_config": str(_config_path(layout, "wal-archive")),
+            "wal_archive": {"prefix": WAL_ARCHIVE_PREFIX, "key": WAL_ARCHIVE_PREFIX + "<system_identifier>/<file>"},
             "base_interval": BASE_INTERVAL_S,
             "etcd_interval": ETCD_INTERVAL_S,
             "archive_timeout": ARCHIVE_TIMEOUT_S,

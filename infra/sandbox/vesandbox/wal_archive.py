@@ -1,21 +1,30 @@
 """PostgreSQL WAL archiving to the sandbox's S3 endpoint (``archive_command``) and fetching back (``restore_command``).
 
+One archive per database cluster, as pgBackRest keys its archive by stanza and database id: every file lives
+under ``s3://<bucket>/<prefix><system_identifier>/<f>`` (``wal/7301234567890123456/000000010000000000000003``), so a
+new cluster (a new ``initdb``, a sandbox started again on the same object store) never mixes its WAL or its timeline
+history with an old one's, and a promotion (which picks its new timeline from the history files it can fetch) in a
+fresh cluster starts clean. ``archive_key`` is the rule.
+
 Push (archive_command, run by PostgreSQL as user postgres, cwd = the data directory)::
 
     python -m vesandbox.wal_archive --config FILE %p %f
 
-uploads the file to ``s3://<bucket>/<prefix><f>`` (gzip-compressed; a forced segment switch leaves the rest of a
-segment unused, which compresses to almost nothing) and exits 0 only once the object is stored, so PostgreSQL retries
-on failure. An object already there with the same content is success (a re-archive after a crash); a WAL segment of
-*another* database system (an earlier sandbox that used the same bucket) is overwritten; a different segment of the
-same system is refused (exit 1). History and backup-label files are overwritten.
+uploads the file to its system's archive (gzip-compressed; a forced segment switch leaves the rest of a segment
+unused, which compresses to almost nothing) and exits 0 only once the object is stored, so PostgreSQL retries on
+failure. The system identifier comes from the segment's own first page header (WAL segments, ``.partial``); a history
+or backup-label file has none, so it comes from the archiving cluster's ``global/pg_control`` (its first 8 bytes),
+else from the config's ``system_identifier``. An object already there with the same content is success (a re-archive
+after a crash); a different segment under the same name is refused (exit 1); history and backup-label files are
+overwritten.
 
 Fetch (restore_command)::
 
     python -m vesandbox.wal_archive --config FILE --fetch %f %p
 
-writes the (decompressed) object to ``%p``; exit 1 when it is not in the archive (normal at the end of the archive)
-or, if the config names a ``system_identifier``, when the segment belongs to another database system.
+writes the (decompressed) object from the archive of the config's ``system_identifier`` (required: a restore reads
+the archive of its base backup's system) to ``%p``; exit 1 when it is not in the archive (normal at the end of the
+archive) or when a segment there belongs to another database system.
 
 Config (JSON): ``{"name", "weaknesses", "s3": {"endpoint", "access_key", "secret_key", "region", "bucket"},
 "prefix": "wal/", "system_identifier"?: "<digits>"}``. Weakness ``broken-wal-archive``: the push reports success
@@ -47,6 +56,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
+DEFAULT_PREFIX = "wal/"
 GZIP_MAGIC = b"\x1f\x8b"
 SYSID_OFFSET = 24  # XLogLongPageHeaderData.xlp_sysid follows the 24-byte short page header
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
@@ -128,34 +138,78 @@ def decode(body: bytes) -> bytes:
     return gzip.decompress(body) if body[:2] == GZIP_MAGIC else body
 
 
+def archive_prefix(config: dict[str, Any], system: int | str) -> str:
+    """The folder of one database system's archive: ``<prefix><system_identifier>/``."""
+    return f"{config.get('prefix', DEFAULT_PREFIX)}{system}/"
+
+
+def archive_key(config: dict[str, Any], system: int | str, name: str) -> str:
+    """Where file ``name`` of database system ``system`` is archived."""
+    return archive_prefix(config, system) + name
+
+
+def is_segment(name: str) -> bool:
+    """A WAL segment (or a partial one): a file that starts with a long page header carrying the system id."""
+    return bool(SEGMENT_RE.match(name)) or (name.endswith(".partial") and bool(SEGMENT_RE.match(name[:24])))
+
+
+def control_system_identifier(data_dir: Path) -> int | None:
+    """The system identifier in a data directory's ``global/pg_control`` (its first 8 bytes), or None."""
+    try:
+        with (data_dir / "global" / "pg_control").open("rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    return struct.unpack("<Q", head)[0] if len(head) == 8 else None
+
+
+def file_system_identifier(config: dict[str, Any], path: Path, name: str, data: bytes) -> int:
+    """Which database system the file belongs to (see the module docstring); ArchiveError when none can tell."""
+    if is_segment(name):
+        found = system_identifier(data)
+        if found:
+            return found
+    # %p is relative to the data directory (pg_wal/<f>); without it, the archiver's cwd is the data directory
+    candidates = [Path(os.path.abspath(path)).parent.parent, Path.cwd()]
+    for data_dir in candidates:
+        found = control_system_identifier(data_dir)
+        if found:
+            return found
+    if config.get("system_identifier"):
+        return int(config["system_identifier"])
+    raise ArchiveError(f"cannot tell which database system {name} belongs to (no pg_control, no system_identifier)")
+
+
 def push(config: dict[str, Any], path: Path, name: str) -> str:
     """Archive one file; return what was done ("uploaded", "already archived", "skipped", ...)."""
     if "broken-wal-archive" in config.get("weaknesses", []):
         return "skipped"  # the silent bug: success without an upload
     data = path.read_bytes()
-    key = config.get("prefix", "wal/") + name
+    key = archive_key(config, file_system_identifier(config, path, name, data), name)
     client = S3(config["s3"])
     stored = client.get(key)
     old = decode(stored) if stored is not None else None
     if old is not None:
         if old == data:
             return "already archived"
-        if SEGMENT_RE.match(name) and system_identifier(old) == system_identifier(data):
+        if is_segment(name):
             raise ArchiveError(f"refusing to overwrite s3://{client.bucket}/{key}: it holds a different segment")
     client.put(key, gzip.compress(data, compresslevel=1))
-    return "uploaded" if old is None else "replaced a segment of another database system"
+    return "uploaded" if old is None else "replaced"
 
 
 def fetch(config: dict[str, Any], name: str, path: Path) -> None:
-    """Write the archived file ``name`` to ``path``; ArchiveError when it is missing or of another system."""
-    key = config.get("prefix", "wal/") + name
+    """Write the archived file ``name`` of the config's system to ``path``; ArchiveError when it is missing."""
+    expected = config.get("system_identifier")
+    if not expected:
+        raise ArchiveError("the fetch config names no system_identifier: which database system's archive to read?")
+    key = archive_key(config, expected, name)
     client = S3(config["s3"])
     stored = client.get(key)
     if stored is None:
         raise ArchiveError(f"{name} not in s3://{client.bucket}/{key}")
     data = decode(stored)
-    expected = config.get("system_identifier")
-    if expected and SEGMENT_RE.match(name) and str(system_identifier(data)) != str(expected):
+    if is_segment(name) and str(system_identifier(data)) != str(expected):
         found = system_identifier(data)
         raise ArchiveError(f"{name} in the archive belongs to database system {found}, not {expected}")
     tmp = path.with_name(path.name + ".vesbx-tmp")
@@ -236,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             fetch(config, args.first, Path(args.second))
         else:
             outcome = push(config, Path(args.first), args.second)
-            if outcome not in ("uploaded", "skipped"):
+            if outcome not in ("uploaded", "skipped", "replaced"):
                 print(f"wal_archive: {args.second}: {outcome}", file=sys.stderr)
     except ArchiveError as exc:
         print(f"wal_archive: {exc}", file=sys.stderr)

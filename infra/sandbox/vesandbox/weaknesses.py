@@ -38,6 +38,23 @@ WEAKNESSES: dict[str, Weakness] = {
             "and is lost.",
         ),
         Weakness(
+            "stale-cache-after-recovery",
+            "api",
+            "Once its database is back, the marketplace API keeps answering the queries it served stale during the "
+            "outage from that cache, as fresh hits, instead of reading the database.",
+        ),
+        Weakness(
+            "duplicate-queued-writes",
+            "api",
+            "When the database returns, the marketplace API applies each batch of queued writes twice, the second "
+            "time as new writes (at least once, not exactly once).",
+        ),
+        Weakness(
+            "reordered-queued-writes",
+            "api",
+            "When the database returns, the marketplace API applies each batch of queued writes newest first.",
+        ),
+        Weakness(
             "no-restart",
             "supervisor",
             "Killed processes stay dead: the supervisor does not restart them (a pod that is never rescheduled).",
@@ -63,6 +80,30 @@ WEAKNESSES: dict[str, Weakness] = {
             "no-alert-rules",
             "prometheus",
             "Prometheus runs with no alert rules: it scrapes every component, but no alert ever fires or pages.",
+        ),
+        Weakness(
+            "node-stuck-after-restart",
+            "node",
+            "A node restarted after a crash answers /health and RPC but never catches up: it keeps serving its "
+            "pre-crash height.",
+        ),
+        Weakness(
+            "alerts-not-routed",
+            "alertmanager",
+            "Alertmanager receives the alerts but routes them to a receiver that does nothing: the pager is never "
+            "paged.",
+        ),
+        Weakness(
+            "provider-forgets-leases",
+            "provider",
+            "A restarted provider daemon does not restore the workloads of its active leases: their status stays "
+            "unknown (not running).",
+        ),
+        Weakness(
+            "bids-lost-on-restart",
+            "provider",
+            "A restarted provider daemon never bids on orders that were already open (or in the mempool) when it "
+            "started, only on orders created after.",
         ),
     ]
 }
