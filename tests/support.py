@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -83,6 +84,19 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0, kill_timeo
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(kill_timeout)
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """End a child started in a session of its own, with its process group (its own children): SIGTERM, wait
+    ``timeout`` seconds, then SIGKILL and wait again."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from drillbit.faults.ledger import Ledger
 from drillbit.observe import read_cpu_times
 from tests.integration.helpers import nft_tables, running_sandbox, wait_for
+from tests.support import stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -103,14 +103,7 @@ def cpu_hog(seconds: float):
         wait_for(lambda: busy_share() >= 0.9, 20, interval=0, what="the CPU hog to saturate both cores")
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
         wait_for(lambda: not _group_alive(proc.pid), 10, what="the CPU hog's workers to end")
 
 

@@ -82,14 +82,7 @@ class Processes:
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name)  # each runs in its own session: signal its process group (its own children)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        support.stop_group(proc)
 
     def stop_all(self) -> None:
         for name in list(self.procs):
