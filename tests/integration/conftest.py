@@ -5,23 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from vesandbox import ports
-from vesandbox.launcher import Layout
 
-from tests.integration.helpers import HEALTHY_OFFSET, HEALTHY_RUN_DIR, TEST_OFFSETS, running_sandbox
-
-
-@pytest.fixture(scope="session", autouse=True)
-def reserved_test_ports():
-    """Every test sandbox's ports stay out of the ephemeral range for the whole session, so that no client connection
-    of an earlier test holds one when a later test starts its sandbox (each sandbox also reserves its own on up)."""
-    owner = f"drillbit-tests-{os.getpid()}"
-    wanted = {port for off in TEST_OFFSETS for _, port, _ in Layout(HEALTHY_RUN_DIR, off).listeners()}
-    ports.reserve(owner, wanted)
-    try:
-        yield
-    finally:
-        ports.release(owner)
+from tests.integration.helpers import HEALTHY_OFFSET, HEALTHY_RUN_DIR, running_sandbox
 
 
 @pytest.fixture(scope="session")
