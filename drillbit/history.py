@@ -219,7 +219,9 @@ class TxHistory(Monitor):
         t0, hash_, op = self._send(node)
         return self._record(op or self._confirm(node, hash_ or "", t0))
 
-    def run(self, on_sample, *, duration=None, count=None, stop: threading.Event | None = None) -> int:
+    def run(self, on_sample, *, duration=None, count=None, stop: threading.Event | None = None, on_late=None) -> int:
+        """Submit until duration / count / stop. ``on_late`` is accepted as every monitor's is, and unused: each op
+        completes (confirmed or not within ``confirm_timeout``) in the pool and is recorded once."""
         stop = stop or threading.Event()
         deadline = time.monotonic() + duration if duration is not None else math.inf
         n = 0

@@ -105,8 +105,7 @@ class Observer:
 
     def start(self) -> Observer:
         for m in self.monitors:
-            kwargs = {"stop": self._stop, "on_late": self._late_answer}
-            t = threading.Thread(target=m.run, args=(self._add,), kwargs=kwargs, daemon=True)
+            t = threading.Thread(target=self._run_monitor, args=(m,), daemon=True)
             t.start()
             self._threads.append(t)
         if self.host is not None and self.host.available():
@@ -118,6 +117,14 @@ class Observer:
             t.start()
             self._threads.append(t)
         return self
+
+    def _run_monitor(self, m: Monitor) -> None:
+        """One monitor until the stop; a monitor that crashes is an event the report shows, not a silent gap."""
+        try:
+            m.run(self._add, stop=self._stop, on_late=self._late_answer)
+        except Exception as exc:
+            self.timeline.event("monitor_failed", m.name, probe=m.name, error=f"{type(exc).__name__}: {exc}"[:300])
+            raise
 
     def wait(self, seconds: float) -> str | None:
         """Observe for ``seconds`` (or until an abort condition); returns the abort reason, if any."""
