@@ -277,8 +277,9 @@ def breaker_opens(name: str, min_offered: float = 0.0) -> Criterion:
             "prometheus_values": prom.get("values_seen"),
             "alerts": sorted({a.get("alertname") for a in tl.events if a["kind"] == "alert_firing"} - {None}),
         }
-        if states.empty:
-            return Verdict(name, Outcome.INCONCLUSIVE, "the provider's status never answered during the overload", ev)
+        if states.empty:  # the system never answered: a failure, not a missing measurement
+            ev["status_checks"] = len(tl.select(probe="breaker", phase="injection"))
+            return Verdict(name, Outcome.FAIL, "the provider's status never answered during the overload", ev)
         if status_open and prom_open:
             return Verdict(name, Outcome.PASS, "open in /api/v1/status and in Prometheus", ev)
         if status_open and not prom.get("available"):
