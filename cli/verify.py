@@ -2,14 +2,28 @@
 started with that weakness (caught = the expected criterion fails); on the healthy sandbox run every flow (any failure
 is a false alarm). ``drillbit verify`` prints the matrix and exits non-zero on any miss or false alarm.
 
+``--repeats N`` runs every cell N times: each weakness's flows N times on its one sandbox, every healthy flow N times,
+the last round after a ``sandbox down`` + ``sandbox up`` (same input, same verdict, lifetime after lifetime). The
+summary counts each weakness's catches per run, the false alarms, the inconclusive verdicts by reason (figures
+stripped) and every verdict that differed between rounds. ``--hog`` runs each flow beside a CPU hog on every core:
+a healthy flow must still never fail and a weakness may come out inconclusive (the harness could not measure) but
+never passed.
+
 The matrix is data and ``run_matrix`` takes the function that runs a flow, so reading this module (as the unit test
 does) imports no flow; the ``verify`` command below runs them through Prefect."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +37,7 @@ from drillbit import sandbox as sbx
 VERIFY_OFFSET = int(os.environ.get("DRILLBIT_VERIFY_OFFSET", "9000"))
 VERIFY_RUN_DIR = Path(os.environ.get("DRILLBIT_VERIFY_RUN_DIR", "/tmp/drillbit-verify-sandbox"))
 
+HOG_SECONDS = 900.0  # the CPU hog's own bound per flow run (--hog); longer than any compressed flow below
 SHORT = {"baseline": 3.0, "recovery": 8.0}
 CASCADE = {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 400, "target": "direct"}
 EXHAUST = {"duration": 15.0, "baseline": 4.0, "recovery": 6.0, "size_mb": 128, "alert_within": 25}
@@ -99,8 +114,12 @@ HEALTHY: list[tuple[str, dict[str, Any]]] = [
 class Cell:
     weakness: str
     flow: str
-    result: str  # caught | missed | false alarm | ok | error
+    result: str  # caught | inconclusive | missed | ok | false alarm | error
     detail: str = ""
+    round: int = 1
+    lifetime: int = 1  # which sandbox lifetime the cell ran in (healthy rounds: a down + up before the last round)
+    inconclusive: list[str] = field(default_factory=list)  # "criterion: reason" of every inconclusive verdict
+    outcomes: dict[str, str] = field(default_factory=dict)  # criterion → outcome, to compare rounds
 
 
 @dataclass
@@ -111,9 +130,71 @@ class Matrix:
     def ok(self) -> bool:
         return all(c.result in ("caught", "ok") for c in self.cells)
 
+    def inconclusive_reasons(self) -> dict[str, int]:
+        """Every inconclusive verdict's "criterion: reason" (figures stripped) → how many cells gave it."""
+        counts: dict[str, int] = {}
+        for c in self.cells:
+            for item in c.inconclusive:
+                counts[item] = counts.get(item, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def differences(self) -> list[str]:
+        """Cells of the same weakness, flow and parameters whose verdicts differ between rounds (same input, same
+        verdict): "weakness / flow: criterion pass in round 1, inconclusive in round 3 (lifetime 2)"."""
+        groups: dict[tuple[str, str, int], list[Cell]] = {}
+        for i, c in enumerate(self.cells):
+            groups.setdefault((c.weakness, c.flow, _slot(self.cells, i)), []).append(c)
+        out = []
+        for (weakness, flow, _), cells in groups.items():
+            first = cells[0]
+            for other in cells[1:]:
+                for crit in sorted(set(first.outcomes) | set(other.outcomes)):
+                    a, b = first.outcomes.get(crit, "absent"), other.outcomes.get(crit, "absent")
+                    if a != b:
+                        out.append(
+                            f"{weakness} / {flow}: {crit} {a} in round {first.round}, {b} in round {other.round}"
+                            f" (sandbox lifetime {other.lifetime})"
+                        )
+        return out
+
+
+def _slot(cells: list[Cell], i: int) -> int:
+    """Which of the same (weakness, flow) pair within one round cell ``i`` is (a flow may run twice, e.g. pod
+    kill on a node and on the provider), so rounds compare like with like."""
+    c = cells[i]
+    return sum(1 for o in cells[:i] if (o.weakness, o.flow, o.round) == (c.weakness, c.flow, c.round))
+
 
 def _criterion_failed(record: dict[str, Any], prefix: str) -> bool:
     return any(v["criterion"].startswith(prefix) and v["outcome"] == "fail" for v in record["verdicts"])
+
+
+def _classify(weakness: str, flow: str, round_: int, lifetime: int, record: dict[str, Any], catch: str | None) -> Cell:
+    """One flow's run record as a cell: caught / missed when ``catch`` (the criterion prefix that must fail) is
+    given, else ok / false alarm (any failed criterion on the healthy sandbox)."""
+    failed = [v["criterion"] for v in record["verdicts"] if v["outcome"] == "fail"]
+    if catch is not None:
+        mine = [v["outcome"] for v in record["verdicts"] if v["criterion"].startswith(catch)]
+        if "fail" in mine:
+            result = "caught"
+        elif "inconclusive" in mine:
+            result = "inconclusive"  # the harness could not measure: not caught, not passed either
+        else:
+            result = "missed"
+    else:
+        result = "false alarm" if failed else "ok"
+    inconclusive = [
+        f"{v['criterion']}: {_reason(v.get('reason', ''))}"
+        for v in record["verdicts"]
+        if v["outcome"] == "inconclusive"
+    ]
+    outcomes = {v["criterion"]: v["outcome"] for v in record["verdicts"]}
+    return Cell(weakness, flow, result, ", ".join(failed), round_, lifetime, inconclusive, outcomes)
+
+
+def _reason(text: str) -> str:
+    """A verdict's reason without its figures, so the same cause counts once across runs."""
+    return re.sub(r"\d+(\.\d+)?", "N", text)[:160]
 
 
 def run_matrix(
@@ -122,38 +203,57 @@ def run_matrix(
     healthy_repeats: int = 1,
     progress: Callable[[str], None] = print,
     healthy_flows: list[str] | None = None,
+    weakness_repeats: int | None = None,
+    sandbox: Callable[[list[str]], Any] | None = None,
+    load: Callable[[], Any] | None = None,
 ) -> Matrix:
-    """Start a sandbox per weakness (and one healthy), run the flows, classify each result."""
+    """Start a sandbox per weakness (every round on it) and one healthy sandbox, run the flows, classify each result.
+
+    ``weakness_repeats`` (default: ``healthy_repeats``, at least one) rounds of each weakness's flows;
+    ``healthy_repeats`` rounds of every healthy flow, the last of them (with two or more) after a ``sandbox down``
+    + ``sandbox up`` (a second sandbox lifetime: the same verdicts are expected). ``load`` (a context manager
+    factory, e.g. a CPU hog) wraps every flow run."""
     matrix = Matrix()
+    make = sandbox or _sandbox
+    wrap = load or contextlib.nullcontext
+    rounds_w = weakness_repeats if weakness_repeats is not None else max(1, healthy_repeats)
     old = os.environ.get("DRILLBIT_SANDBOX_DIR")
     os.environ["DRILLBIT_SANDBOX_DIR"] = str(VERIFY_RUN_DIR)
+
+    def one(weakness: str, flow: str, params: dict[str, Any], round_: int, life: int, catch: str | None) -> None:
+        try:
+            with wrap():
+                record = run_flow(flow, params)
+            cell = _classify(weakness, flow, round_, life, record, catch)
+        except Exception as exc:
+            cell = Cell(weakness, flow, "error", f"{exc.__class__.__name__}: {exc}", round_, life)
+        matrix.cells.append(cell)
+        extra = f" ({len(cell.inconclusive)} inconclusive)" if cell.inconclusive else ""
+        progress(f"  round {round_}: {flow}: {cell.result}{extra}")
+
     try:
         for weakness in weaknesses if weaknesses is not None else list(MATRIX):
-            progress(f"sandbox with {weakness}")
-            with _sandbox([weakness]):
-                for catch in MATRIX[weakness]:
-                    try:
-                        record = run_flow(catch.flow, catch.parameters)
-                        caught = _criterion_failed(record, catch.criterion)
-                        failed = [v["criterion"] for v in record["verdicts"] if v["outcome"] == "fail"]
-                        cell = Cell(weakness, catch.flow, "caught" if caught else "missed", ", ".join(failed))
-                    except Exception as exc:
-                        cell = Cell(weakness, catch.flow, "error", f"{exc.__class__.__name__}: {exc}")
-                    matrix.cells.append(cell)
-                    progress(f"  {catch.flow}: {cell.result}")
-        progress(f"healthy sandbox, {healthy_repeats} round(s)")
-        with _sandbox([]):
-            for round_ in range(healthy_repeats):
-                for flow, params in [(f, p) for f, p in HEALTHY if healthy_flows is None or f in healthy_flows]:
-                    try:
-                        record = run_flow(flow, params)
-                        failed = [v["criterion"] for v in record["verdicts"] if v["outcome"] == "fail"]
-                        cell = Cell("(healthy)", flow, "false alarm" if failed else "ok", ", ".join(failed))
-                    except Exception as exc:
-                        cell = Cell("(healthy)", flow, "error", f"{exc.__class__.__name__}: {exc}")
-                    cell.detail = (f"round {round_ + 1}: " + cell.detail).strip(": ")
-                    matrix.cells.append(cell)
-                    progress(f"  {flow}: {cell.result}")
+            progress(f"sandbox with {weakness}, {rounds_w} round(s)")
+            with make([weakness]):
+                for round_ in range(1, rounds_w + 1):
+                    for catch in MATRIX[weakness]:
+                        one(weakness, catch.flow, catch.parameters, round_, 1, catch.criterion)
+        chosen = [(f, p) for f, p in HEALTHY if healthy_flows is None or f in healthy_flows]
+        if chosen and healthy_repeats > 0:
+            progress(f"healthy sandbox, {healthy_repeats} round(s)")
+            box = make([])
+            box.__enter__()
+            life = 1
+            try:
+                for round_ in range(1, healthy_repeats + 1):
+                    if round_ == healthy_repeats and round_ > 1:
+                        progress("sandbox down + up (a second lifetime, its data kept) before the last round")
+                        box.restart()
+                        life = 2
+                    for flow, params in chosen:
+                        one("(healthy)", flow, params, round_, life, None)
+            finally:
+                box.__exit__(None, None, None)
     finally:
         if old is None:
             os.environ.pop("DRILLBIT_SANDBOX_DIR", None)
@@ -163,10 +263,13 @@ def run_matrix(
 
 
 class _sandbox:
+    """One verify sandbox: up on enter (with the first base backups taken), ``down --purge`` on exit; ``restart``
+    is ``down`` (data kept) + ``up``, a second lifetime of the same sandbox."""
+
     def __init__(self, weaknesses: list[str]) -> None:
         self.args = ["up", *[a for w in weaknesses for a in ("--weaken", w)]]
 
-    def __enter__(self) -> None:
+    def _up(self) -> None:
         result = sbx.launcher(self.args, run=VERIFY_RUN_DIR, offset=VERIFY_OFFSET, capture=True)
         if result.returncode != 0:
             raise RuntimeError(f"sandbox up failed: {result.stderr.strip()}")
@@ -175,16 +278,62 @@ class _sandbox:
 
         wait_first_backups()
 
+    def __enter__(self) -> _sandbox:
+        self._up()
+        return self
+
+    def restart(self) -> None:
+        result = sbx.launcher(["down"], run=VERIFY_RUN_DIR, offset=VERIFY_OFFSET, capture=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"sandbox down failed: {result.stderr.strip()}")
+        self._up()
+
     def __exit__(self, *exc: object) -> None:
         sbx.launcher(["down", "--purge"], run=VERIFY_RUN_DIR, offset=VERIFY_OFFSET, capture=True)
 
 
+@contextlib.contextmanager
+def cpu_hog(seconds: float = HOG_SECONDS) -> Iterator[None]:
+    """stress-ng on every core for one flow run, bounded by its own ``--timeout`` and ended by its PID (the
+    session it leads: stress-ng and its workers) afterwards, even when the flow fails."""
+    if shutil.which("stress-ng") is None:
+        raise RuntimeError("--hog needs stress-ng (apt-get install stress-ng)")
+    cmd = ["stress-ng", "--cpu", str(os.cpu_count() or 1), "--timeout", f"{math.ceil(seconds)}s", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 def verify_cmd(
     weakness: list[str] = typer.Option([], "--weakness", help="Only these weaknesses (repeatable; default: all)"),
-    repeats: int = typer.Option(1, "--repeats", help="Rounds of every flow on the healthy sandbox"),
+    repeats: int = typer.Option(
+        1,
+        "--repeats",
+        min=1,
+        max=10,
+        help="Rounds of every cell: each weakness's flows on its sandbox, and every healthy flow (the last healthy "
+        "round after a sandbox down + up)",
+    ),
     healthy: list[str] = typer.Option(
         [], "--healthy", help="Only these flows on the healthy sandbox (repeatable; default: every flow)"
     ),
+    no_healthy: bool = typer.Option(False, "--no-healthy", help="Only the weakness sandboxes"),
+    hog: bool = typer.Option(
+        False,
+        "--hog",
+        help="Every flow run with a CPU hog on every core (stress-ng): fail or inconclusive, never a "
+        "false alarm on the healthy sandbox; a weakness still fails or is inconclusive, never passes",
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write every cell (and the summary) to this file"),
 ) -> None:
     """The weakness matrix: every weakness caught by its flow, no false alarm on the healthy sandbox."""
     unknown = [w for w in weakness if w not in MATRIX]
@@ -193,25 +342,81 @@ def verify_cmd(
     known_healthy = [f for f, _ in HEALTHY]
     if bad := [f for f in healthy if f not in known_healthy]:
         raise fail(f"--healthy {', '.join(bad)}: not in the healthy round; known: {', '.join(known_healthy)}")
+    if hog and shutil.which("stress-ng") is None:
+        raise fail("--hog needs stress-ng (apt-get install stress-ng)")
     # import every flow the matrix will run before the first sandbox starts (a broken import fails here, at once)
     for w in weakness or MATRIX:
         for catch in MATRIX[w]:
             load_flow(catch.flow)
-    for name in healthy or known_healthy:
+    for name in [] if no_healthy else healthy or known_healthy:
         load_flow(name)
 
     matrix = run_matrix(
         run_flow,
         weakness or None,
-        repeats,
+        0 if no_healthy else repeats,
         progress=lambda m: console.print(m, highlight=False),
         healthy_flows=healthy or None,
+        weakness_repeats=repeats,
+        load=cpu_hog if hog else None,
     )
-    table = Table(title="weakness matrix (weakness × flow)")
-    for col in ("weakness", "flow", "result", "failed criteria / detail"):
+    table = Table(title="weakness matrix (weakness × flow)" + (" under a CPU hog" if hog else ""))
+    for col in ("weakness", "flow", "round", "result", "inconclusive", "failed criteria / detail"):
         table.add_column(col, overflow="fold")
-    colour = {"caught": "green", "ok": "green", "missed": "red", "false alarm": "red", "error": "red"}
+    colour = {"caught": "green", "ok": "green", "inconclusive": "yellow", "missed": "red", "false alarm": "red"}
     for c in matrix.cells:
-        table.add_row(c.weakness, c.flow, f"[{colour[c.result]}]{c.result}[/]", c.detail)
+        res = f"[{colour.get(c.result, 'red')}]{c.result}[/]"
+        table.add_row(c.weakness, c.flow, str(c.round), res, str(len(c.inconclusive)), c.detail)
     console.print(table)
-    raise typer.Exit(0 if matrix.ok else 1)
+    summary = summarize(matrix, hog)
+    for line in summary["lines"]:
+        console.print(line, highlight=False)
+    if json_out is not None:
+        payload = {"summary": summary, "cells": [asdict(c) for c in matrix.cells]}
+        json_out.write_text(json.dumps(payload, indent=2))
+    raise typer.Exit(0 if summary["ok"] else 1)
+
+
+def summarize(matrix: Matrix, hog: bool = False) -> dict[str, Any]:
+    """The figures a reader wants: each weakness caught in how many rounds, false alarms on the healthy sandbox,
+    inconclusive verdicts by reason, and verdicts that differed between rounds. Under a CPU hog a weakness may be
+    inconclusive (the harness could not measure) but never pass its criterion; quiet, it must be caught."""
+    weak = [c for c in matrix.cells if c.weakness != "(healthy)"]
+    healthy = [c for c in matrix.cells if c.weakness == "(healthy)"]
+    lines: list[str] = []
+    by_weakness: dict[str, list[Cell]] = {}
+    for c in weak:
+        by_weakness.setdefault(c.weakness, []).append(c)
+    missed = []
+    for name, cells in by_weakness.items():
+        caught = sum(c.result == "caught" for c in cells)
+        if caught < len(cells):
+            missed.append(name)
+        lines.append(f"{name}: caught in {caught} of {len(cells)} runs")
+    false_alarms = [c for c in healthy if c.result == "false alarm"]
+    errors = [c for c in matrix.cells if c.result == "error"]
+    if healthy:
+        lines.append(f"healthy sandbox: {len(healthy)} flow runs, {len(false_alarms)} false alarm(s)")
+    reasons = matrix.inconclusive_reasons()
+    lines.append(f"inconclusive verdicts: {sum(reasons.values())}")
+    lines += [f"  {n} × {reason}" for reason, n in reasons.items()]
+    diffs = matrix.differences()
+    lines.append(f"verdicts that differed between rounds: {len(diffs)}")
+    lines += [f"  {d}" for d in diffs]
+    if errors:
+        lines.append(f"errors: {len(errors)}")
+    if hog:  # under the hog a weakness may be inconclusive (the harness could not measure), never missed
+        missed = [n for n, cs in by_weakness.items() if any(c.result == "missed" for c in cs)]
+    ok = not missed and not false_alarms and not errors
+    return {
+        "ok": ok,
+        "hog": hog,
+        "caught": {n: sum(c.result == "caught" for c in cs) for n, cs in by_weakness.items()},
+        "runs": {n: len(cs) for n, cs in by_weakness.items()},
+        "healthy_runs": len(healthy),
+        "false_alarms": len(false_alarms),
+        "inconclusive": reasons,
+        "differences": diffs,
+        "errors": [f"{c.weakness} / {c.flow}: {c.detail}" for c in errors],
+        "lines": lines,
+    }
