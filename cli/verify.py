@@ -2,12 +2,12 @@
 started with that weakness (caught = the expected criterion fails); on the healthy sandbox run every flow (any failure
 is a false alarm). ``drillbit verify`` prints the matrix and exits non-zero on any miss or false alarm.
 
-``--repeats N`` runs every cell N times: each weakness's flows N times on its one sandbox, every healthy flow N times,
-the last round after a ``sandbox down`` + ``sandbox up`` (same input, same verdict, lifetime after lifetime). The
-summary counts each weakness's catches per run, the false alarms, the inconclusive verdicts by reason (figures
-stripped) and every verdict that differed between rounds. ``--hog`` runs each flow beside a CPU hog on every core:
-a healthy flow must still never fail and a weakness may come out inconclusive (the harness could not measure) but
-never passed.
+``--repeats N`` runs every cell N times: each weakness's flows on a fresh sandbox with it each round (a weakness may
+leave its sandbox broken), every healthy flow N times on one sandbox, the last round after a ``sandbox down`` +
+``sandbox up`` (same input, same verdict, lifetime after lifetime). The summary counts each weakness's catches per
+run, the false alarms, the inconclusive verdicts by reason (figures stripped) and every verdict that differed between
+rounds. ``--hog`` runs each flow beside a CPU hog on every core: a healthy flow must still never fail and a weakness
+may come out inconclusive (the harness could not measure) but never passed.
 
 The matrix is data and ``run_matrix`` takes the function that runs a flow, so reading this module (as the unit test
 does) imports no flow; the ``verify`` command below runs them through Prefect."""
@@ -207,7 +207,7 @@ def run_matrix(
     sandbox: Callable[[list[str]], Any] | None = None,
     load: Callable[[], Any] | None = None,
 ) -> Matrix:
-    """Start a sandbox per weakness (every round on it) and one healthy sandbox, run the flows, classify each result.
+    """Start a sandbox per weakness and round, and one healthy sandbox; run the flows, classify each result.
 
     ``weakness_repeats`` (default: ``healthy_repeats``, at least one) rounds of each weakness's flows;
     ``healthy_repeats`` rounds of every healthy flow, the last of them (with two or more) after a ``sandbox down``
@@ -233,11 +233,12 @@ def run_matrix(
 
     try:
         for weakness in weaknesses if weaknesses is not None else list(MATRIX):
-            progress(f"sandbox with {weakness}, {rounds_w} round(s)")
-            with make([weakness]):
-                for round_ in range(1, rounds_w + 1):
+            # a fresh sandbox each round: a weakness may leave its sandbox broken (no-restart: the node stays dead)
+            for round_ in range(1, rounds_w + 1):
+                progress(f"sandbox with {weakness}, round {round_} of {rounds_w}")
+                with make([weakness]):
                     for catch in MATRIX[weakness]:
-                        one(weakness, catch.flow, catch.parameters, round_, 1, catch.criterion)
+                        one(weakness, catch.flow, catch.parameters, round_, round_, catch.criterion)
         chosen = [(f, p) for f, p in HEALTHY if healthy_flows is None or f in healthy_flows]
         if chosen and healthy_repeats > 0:
             progress(f"healthy sandbox, {healthy_repeats} round(s)")

@@ -61,7 +61,7 @@ def record(*verdicts: tuple[str, str, str]) -> dict:
     return {"verdicts": [{"criterion": c, "outcome": o, "reason": r} for c, o, r in verdicts]}
 
 
-def test_every_round_runs_on_one_sandbox_per_weakness_and_the_last_healthy_round_on_a_second_lifetime():
+def test_each_weakness_round_gets_a_fresh_sandbox_and_the_last_healthy_round_a_second_lifetime():
     from cli.verify import run_matrix, summarize
 
     log: list[str] = []
@@ -81,12 +81,12 @@ def test_every_round_runs_on_one_sandbox_per_weakness_and_the_last_healthy_round
         healthy_flows=["e2e"],
         sandbox=lambda w: FakeSandbox(log, w),
     )
-    assert log == ["up no-write-queue", "down --purge no-write-queue", "up healthy", "down+up healthy",
-                   "down --purge healthy"]  # fmt: skip
+    assert log == ["up no-write-queue", "down --purge no-write-queue"] * 3 + [
+        "up healthy", "down+up healthy", "down --purge healthy"]  # fmt: skip
     assert [(c.weakness, c.result, c.round, c.lifetime) for c in matrix.cells] == [
         ("no-write-queue", "caught", 1, 1),
-        ("no-write-queue", "caught", 2, 1),
-        ("no-write-queue", "caught", 3, 1),
+        ("no-write-queue", "caught", 2, 2),
+        ("no-write-queue", "caught", 3, 3),
         ("(healthy)", "ok", 1, 1),
         ("(healthy)", "ok", 2, 1),
         ("(healthy)", "ok", 3, 2),
