@@ -7,16 +7,17 @@ but the Timeline.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import httpx
 
 from drillbit.model import Sample, Timeline
 from drillbit.monitor import Monitor
-from drillbit.soundness import HARNESS_LATENESS, HOST_CPU
+from drillbit.soundness import HARNESS_CPU, HARNESS_LATENESS, HOST_CPU
 
 PROC_STAT = "/proc/stat"
 HOST_SAMPLE_INTERVAL = 0.5  # seconds between two looks at the host's CPU (and the sampler's own lateness)
@@ -36,6 +37,49 @@ def read_cpu_times(path: str = PROC_STAT) -> tuple[int, int] | None:
     return sum(ticks) - idle, sum(ticks)
 
 
+def read_tree_ticks(root: int, also: Iterable[int] = (), proc: str = "/proc") -> int | None:
+    """CPU jiffies (user + system) used by process ``root`` and its live descendants in its own session, plus those
+    of the children it has reaped (cutime + cstime of ``root``), plus the whole trees of the ``also`` pids: the
+    harness's own share, from /proc/<pid>/stat. A descendant that started a session of its own (a fault's stress
+    process, a sandbox) is not the harness unless named in ``also`` (the load generator). None: no /proc."""
+    stats: dict[int, tuple[int, int, int]] = {}  # pid -> (ppid, session, ticks)
+    own_reaped = 0
+    try:
+        pids = [int(d) for d in os.listdir(proc) if d.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"{proc}/{pid}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        fields = raw[raw.rfind(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp session ...
+        if len(fields) < 15:
+            continue
+        stats[pid] = (int(fields[1]), int(fields[3]), int(fields[11]) + int(fields[12]))  # utime + stime
+        if pid == root:
+            own_reaped = int(fields[13]) + int(fields[14])  # cutime + cstime
+    if root not in stats:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    session = stats[root][1]
+    total, seen = own_reaped, set()
+    todo = [(root, True)] + [(p, False) for p in also if p in stats]
+    while todo:
+        pid, same_session_only = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += stats[pid][2]
+        todo += [
+            (c, same_session_only) for c in children.get(pid, []) if not same_session_only or stats[c][1] == session
+        ]
+    return total
+
+
 @dataclass
 class HostSampler:
     """The harness's own health while it measures: every ``interval`` s a ``host-cpu`` sample (value: busy share of
@@ -45,12 +89,17 @@ class HostSampler:
 
     interval: float = HOST_SAMPLE_INTERVAL
     path: str = PROC_STAT
+    root_pid: int | None = None  # whose process tree is the harness (``harness-cpu``); None: this process
+    also: set[int] = field(default_factory=set)  # pids whose whole trees count too (a load generator's own session)
+    proc: str = "/proc"
 
     def available(self) -> bool:
         return read_cpu_times(self.path) is not None
 
     def run(self, on_sample: Callable[[Sample], None], stop: threading.Event) -> None:
         prev = read_cpu_times(self.path)
+        root = self.root_pid or os.getpid()
+        prev_tree = read_tree_ticks(root, set(self.also), self.proc)
         due = time.monotonic() + self.interval
         while prev is not None and not stop.wait(max(0.0, due - time.monotonic())):
             now = time.monotonic()
@@ -62,8 +111,11 @@ class HostSampler:
             ts = time.time()
             if total > 0:
                 on_sample(Sample(HOST_CPU, ts, True, None, round(busy / total, 4)))
+            tree = read_tree_ticks(root, set(self.also), self.proc)
+            if total > 0 and tree is not None and prev_tree is not None:  # a child gone unreaped: its ticks vanish
+                on_sample(Sample(HARNESS_CPU, ts, True, None, round(min(1.0, max(0, tree - prev_tree) / total), 4)))
             on_sample(Sample(HARNESS_LATENESS, ts, True, None, round(late, 4)))
-            prev = cur
+            prev, prev_tree = cur, tree
             due = due + self.interval if late < self.interval else now + self.interval  # never a burst to catch up
 
 

@@ -10,10 +10,18 @@ checks) stays a FAIL.
 
 The figures, each over the criterion's window, each only when it was measured:
 - host CPU: the observer's ``host-cpu`` samples (busy share of all cores per sampling interval, from /proc/stat);
+- the harness's own CPU: ``harness-cpu`` samples (the share of all cores the harness's process tree used in the same
+  intervals: this process, its load-generator subprocesses and Locust workers, from /proc/<pid>/stat), so a
+  saturated host's reason says how much of it was the harness ("host CPU ≥ 90 % busy ..., of which the harness
+  61 %"); shown, not a reason by itself (a harness that is busy on an idle host measured soundly);
 - the runner's own lateness: the observer's ``harness-lateness`` samples (planned vs actual wake of its sampler,
   a thread of the process that runs the probes);
 - extra figures a criterion supplies: the load generator's arrival lateness, the client-side and server-side
   latency of the same requests.
+
+Both the experiment flows (their Observer runs ``drillbit.observe.HostSampler``) and the load flows (the load runner
+runs the same sampler beside the generator subprocess and ``drillbit.load.results`` adds its samples to the load
+Timeline; the generator's own send lateness is the ``generator`` extra) are judged by this rule.
 
 The thresholds are data (``Thresholds``); the rule is ``assess``.
 """
@@ -31,7 +39,8 @@ from drillbit.model import Criterion, Outcome, Timeline, Verdict
 
 HOST_CPU = "host-cpu"  # probe: value = busy share of all cores (0..1) over one sampling interval
 HARNESS_LATENESS = "harness-lateness"  # probe: value = seconds the observer's sampler woke after it was due
-HARNESS_PROBES = (HOST_CPU, HARNESS_LATENESS)
+HARNESS_CPU = "harness-cpu"  # probe: value = busy share of all cores used by the harness's own process tree
+HARNESS_PROBES = (HOST_CPU, HARNESS_LATENESS, HARNESS_CPU)
 
 Window = Callable[[Timeline], tuple[float | None, float | None]]
 Extra = Callable[[Timeline], dict[str, Any]]
@@ -87,6 +96,15 @@ def host_figures(tl: Timeline, start: float | None, end: float | None, th: Thres
         }
     else:
         out["host_cpu"] = {"samples": len(cpu), "measured": False}
+    own = _in_window(tl, HARNESS_CPU, start, end)
+    if len(own):
+        out["harness_cpu"] = {
+            "samples": len(own),
+            "mean_busy": round(float(own.mean()), 3),
+            "max_busy": round(float(own.max()), 3),
+        }
+    else:
+        out["harness_cpu"] = {"samples": 0, "measured": False}
     late = _in_window(tl, HARNESS_LATENESS, start, end)
     if len(late):
         out["runner_lateness"] = {
@@ -115,9 +133,11 @@ def assess(figures: dict[str, Any], th: Thresholds = DEFAULT) -> list[str]:
     cpu = figures.get("host_cpu") or {}
     share = _num(cpu.get("saturated_share"))
     if share is not None and share >= th.cpu_saturated_share:
+        own = _num((figures.get("harness_cpu") or {}).get("mean_busy"))
+        of_which = f", of which the harness {own:.0%}" if own is not None else ""
         reasons.append(
-            f"host CPU ≥ {th.cpu_busy:.0%} busy in {share:.0%} of {cpu['samples']} intervals "
-            f"(mean {cpu['mean_busy']:.0%}; limit {th.cpu_saturated_share:.0%} of the window)"
+            f"host CPU saturated: ≥ {th.cpu_busy:.0%} busy in {share:.0%} of {cpu['samples']} intervals "
+            f"(mean {cpu['mean_busy']:.0%}{of_which}; limit {th.cpu_saturated_share:.0%} of the window)"
         )
     late = figures.get("runner_lateness") or {}
     p95 = _num(late.get("p95_s"))
@@ -183,7 +203,15 @@ def timed(
             figures = {"error": f"{exc.__class__.__name__}: {exc}"}
         return judge(verdict, figures, thresholds)
 
+    check.__wrapped__ = inner  # type: ignore[attr-defined]  # ``untimed`` gets it back
     return Criterion(criterion.name, criterion.threshold, check, criterion.required)
+
+
+def untimed(criterion: Criterion) -> Criterion:
+    """``criterion`` without the judgement ``timed`` added (itself when it was not timed): for a caller that adds
+    evidence and judges the result once, with figures of its own (the load flows' generator lateness)."""
+    inner = getattr(criterion.check, "__wrapped__", None)
+    return Criterion(criterion.name, criterion.threshold, inner, criterion.required) if inner else criterion
 
 
 def after_event(kind: str) -> Window:

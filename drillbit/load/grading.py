@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drillbit import criteria
+from drillbit import criteria, soundness
 from drillbit.load import regression
 from drillbit.load import results as res
 from drillbit.load.scenarios import Scenario
@@ -42,11 +42,51 @@ def load_criteria(scenario: Scenario, data: res.LoadData) -> list[Criterion]:
         for phase, *_ in scenario.profile():
             expected = scenario.expected_throughput(phase)
             if expected:
-                crits.append(throughput_criterion(probe, phase, expected, b.throughput_tolerance, data))
+                crit = throughput_criterion(probe, phase, expected, b.throughput_tolerance, data)
+                crits.append(_timed(crit, data, probe, phase))
     if scenario.drift_check:
-        crits.append(drift_criterion(probe, data))
-    crits.append(generator_criterion(scenario, data))
+        crits.append(_timed(drift_criterion(probe, data), data, probe, "steady"))
+    crits.append(generator_criterion(scenario, data))  # grades the harness itself: not judged by soundness
     return crits
+
+
+def _timed(crit: Criterion, data: res.LoadData, probe: str, phase: str | None = None) -> Criterion:
+    """``crit`` judged by ``drillbit.soundness`` over ``phase`` (None: the whole run), with the generator's own send
+    lateness of the same operations as the ``generator`` extra figure."""
+
+    def extra(tl: Timeline) -> dict[str, Any]:
+        bounds = tl.phase_bounds(phase) if phase else None
+        start, end = bounds if bounds else (None, None)
+        return {"generator": generator_figures(data, probe, start, end)}
+
+    return soundness.timed(crit, phase, extra=extra)
+
+
+def generator_figures(
+    data: res.LoadData, probe: str, start: float | None = None, end: float | None = None
+) -> dict[str, Any]:
+    """How late the generator sent the operations intended in [start, end): p95 / max of sent − intended. When the
+    target held every in-flight slot (``cap_hits``) some of that wait is the target's, not the generator's: the
+    figure is shown but not offered as arrival lateness (the generator criterion says which it was)."""
+    df = data.select(probe)
+    if start is not None:
+        df = df[df["ts"] >= start]
+    if end is not None:
+        df = df[df["ts"] < end]
+    late = (df["sent"] - df["ts"]).to_numpy(float)
+    late = late[~np.isnan(late)]
+    if not len(late):
+        return {"operations": 0, "measured": False}
+    p95 = round(float(np.percentile(np.maximum(late, 0.0), 95)), 4)
+    out: dict[str, Any] = {"operations": len(late), "send_lateness_p95_s": p95}
+    out["send_lateness_max_s"] = round(float(late.max()), 4)
+    cap_hits = sum(int(m.get("cap_hits", 0)) for m in data.metas)
+    if cap_hits:
+        out["cap_hits"] = cap_hits
+        out["cap_wait_s"] = round(sum(float(m.get("cap_wait_s", 0.0)) for m in data.metas), 3)
+    else:
+        out["arrival_lateness_p95_s"] = p95
+    return out
 
 
 def _renamed(c: Criterion, budget: float) -> Criterion:
@@ -55,8 +95,9 @@ def _renamed(c: Criterion, budget: float) -> Criterion:
 
 
 def latency_criterion(name: str, probe: str, pct: float, limit: float, data: res.LoadData) -> Criterion:
-    """pXX corrected latency under ``limit``; evidence adds corrected and uncorrected HDR percentiles."""
-    base = criteria.latency(name, probe, pct, limit)
+    """pXX corrected latency under ``limit``; evidence adds corrected and uncorrected HDR percentiles. Timed: judged
+    over the whole run with the generator's send lateness (``_timed``)."""
+    base = soundness.untimed(criteria.latency(name, probe, pct, limit))  # judged once, by ``_timed``
 
     def check(tl: Timeline) -> Verdict:
         verdict = base.check(tl)
@@ -68,7 +109,7 @@ def latency_criterion(name: str, probe: str, pct: float, limit: float, data: res
                     verdict.evidence[f"{kind}_p{p}_s"] = summary[kind].get(f"p{p}_s")
         return verdict
 
-    return Criterion(name, base.threshold + " (from the intended start)", check)
+    return _timed(Criterion(name, base.threshold + " (from the intended start)", check), data, probe)
 
 
 def throughput_criterion(probe: str, phase: str, expected: float, tolerance: float, data: res.LoadData) -> Criterion:
@@ -224,11 +265,22 @@ def breaking_point_criterion(scenario: Scenario, data: res.LoadData, required_ra
             return Verdict(name, outcome, f"budgets held at every step up to {top:g}/s", ev)
         ev["breaking_rate"] = first.rate
         ev["last_good_rate"] = max((s.rate for s in steps if s.rate < first.rate and not s.violations), default=None)
+        if not any(v.startswith("p95") for v in first.violations):
+            ev["timed"] = False  # broken by errors alone: not about time, a saturated harness excuses nothing
         outcome = Outcome.PASS if first.rate > required_rate else Outcome.FAIL
         reason = f"budgets first violated at {first.rate:g}/s: " + "; ".join(first.violations)
         return Verdict(name, outcome, reason, ev)
 
-    return Criterion(name, f"budgets hold above {required_rate:g}/s", check)
+    def window(_tl: Timeline) -> tuple[float | None, float | None]:
+        """The step that broke the budgets (the whole run when none did)."""
+        first = breaking_point(step_results(scenario, data))
+        return next(((s, e) for n, s, e in data.phases if first and n == first.phase), (None, None))
+
+    def extra(tl: Timeline) -> dict[str, Any]:
+        return {"generator": generator_figures(data, scenario.primary, *window(tl))}
+
+    crit = Criterion(name, f"budgets hold above {required_rate:g}/s", check)
+    return soundness.timed(crit, window=window, extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------- metrics

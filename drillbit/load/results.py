@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from drillbit.model import Timeline
+from drillbit.model import Sample, Timeline
 
 RECORD_DTYPE = np.dtype(
     [
@@ -35,6 +35,7 @@ RECORD_DTYPE = np.dtype(
 PCTS = (50.0, 90.0, 95.0, 99.0, 99.9)
 HDR_UNIT = 1e-6  # histograms count microseconds
 HDR_MAX_US = 3_600_000_000  # one hour
+HOST_SAMPLES = "host-samples.json"  # the harness's own health over the run (host-cpu, harness-cpu, lateness)
 LATE_S = 1.0  # an operation sent this much after its intended start means the generator fell behind
 
 
@@ -93,6 +94,7 @@ class LoadData:
     phases: list[tuple[str, float, float | None]]
     metas: list[dict[str, Any]]
     locust_stats: list[dict[str, Any]] = field(default_factory=list)
+    host: list[Sample] = field(default_factory=list)  # host-cpu, harness-cpu, harness-lateness over the run
 
     @property
     def aborted(self) -> list[str]:
@@ -110,6 +112,7 @@ class LoadData:
 
     def timeline(self) -> Timeline:
         tl = Timeline.from_frame(self.frame, self.phases)
+        tl.extend(self.host)  # what ``drillbit.soundness`` reads to tell a slow system from a slow harness
         tl.events = self.events()
         return tl
 
@@ -133,7 +136,9 @@ def read(out_dir: Path) -> LoadData:
     frame = _concat(parts)
     stats_path = Path(out_dir) / "locust.json"
     locust_stats = json.loads(stats_path.read_text()) if stats_path.exists() else []
-    return LoadData(frame, t0, profile, phases_of(profile, t0), metas, locust_stats)
+    host_path = Path(out_dir) / HOST_SAMPLES
+    host = [Sample(**row) for row in json.loads(host_path.read_text())] if host_path.exists() else []
+    return LoadData(frame, t0, profile, phases_of(profile, t0), metas, locust_stats, host)
 
 
 def phases_of(profile: list[list[Any]], t0: float) -> list[tuple[str, float, float | None]]:

@@ -8,11 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from drillbit.load.results import HOST_SAMPLES
 from drillbit.load.scenarios import LOCUSTFILES, Scenario
+from drillbit.model import Sample
+from drillbit.observe import HostSampler
 
 LOCUSTFILE_DIR = Path(
     os.environ.get("DRILLBIT_LOCUSTFILES", str(Path(__file__).resolve().parents[2] / "infra" / "load" / "locustfiles"))
@@ -128,18 +132,33 @@ def command(scenario: Scenario, urls: Urls, out_dir: Path, processes: int = 1) -
 def run(cmd: list[str], out_dir: Path, timeout: float, extra: list[str] | None = None) -> LocustRun:
     """Run Locust to completion, bounded by ``timeout`` (then SIGTERM, then SIGKILL, by its own process group)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in [*out_dir.glob("samples-*.bin"), *out_dir.glob("meta-*.json"), *out_dir.glob("locust.json")]:
+    old_files = [*out_dir.glob("samples-*.bin"), *out_dir.glob("meta-*.json"), *out_dir.glob("locust.json")]
+    for old in [*old_files, *out_dir.glob(HOST_SAMPLES)]:
         old.unlink()  # a retry starts clean (only retried when nothing was recorded)
     cmd = [*cmd, *(extra or [])]
     t0 = time.monotonic()
     timed_out = False
-    with (out_dir / "locust.log").open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=out_dir)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop(proc)
+    # the same sampler the experiment Observer runs, beside the generator: this process's tree includes Locust's
+    host: list[Sample] = []
+    stop = threading.Event()
+    sampler = HostSampler(root_pid=os.getpid())
+    watcher = threading.Thread(target=sampler.run, args=(host.append, stop), daemon=True)
+    if sampler.available():
+        watcher.start()
+    try:
+        with (out_dir / "locust.log").open("w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=out_dir)
+            sampler.also.add(proc.pid)  # Locust and its workers are the harness too (their own session)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop(proc)
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join(timeout=5)
+        write_host_samples(out_dir / HOST_SAMPLES, list(host))
     result = LocustRun(proc.returncode, time.monotonic() - t0, str(out_dir), cmd, timed_out)
     if not list(out_dir.glob("meta-*.json")):
         tail = (out_dir / "locust.log").read_text(errors="replace")[-2000:]
@@ -147,6 +166,10 @@ def run(cmd: list[str], out_dir: Path, timeout: float, extra: list[str] | None =
             raise LoadRunError(f"locust stopped without its meta file (exit {proc.returncode}); log tail:\n{tail}")
         raise LoadStartError(f"locust recorded nothing (exit {proc.returncode}); log tail:\n{tail}")
     return result
+
+
+def write_host_samples(path: Path, samples: list[Sample]) -> None:
+    path.write_text(json.dumps([asdict(s) for s in samples]))
 
 
 def _stop(proc: subprocess.Popen) -> None:

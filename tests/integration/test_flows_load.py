@@ -41,6 +41,12 @@ def test_smoke_passes_on_the_healthy_sandbox_and_stores_its_series(prefect_serve
     }
     assert v["tx error rate"]["evidence"]["samples"] == 132  # every scheduled tx: 12 in the ramp + 120 steady
     assert v["tx p95 latency"]["evidence"]["corrected_p95_s"] < 10
+    m = v["tx p95 latency"]["evidence"]["measurement"]  # the harness measured itself beside the generator
+    assert m["host_cpu"]["samples"] > 0 and m["harness_cpu"]["samples"] > 0, m
+    assert 0 <= m["harness_cpu"]["mean_busy"] <= m["host_cpu"]["max_busy"] + 0.05, m
+    assert m["generator"]["operations"] == 132 and "send_lateness_p95_s" in m["generator"], m
+    assert v["tx throughput (steady)"]["evidence"]["measurement"]["harness_cpu"]["samples"] > 0
+    assert "measurement" not in v["load generator kept the schedule"]["evidence"]  # grades the harness itself
     ops = record["metrics"]["operations"]
     assert ops["tx"]["corrected"]["count"] == ops["tx-broadcast"]["corrected"]["count"] == 132
     assert ops["tx"]["hdr_corrected"].startswith("HIST")

@@ -154,7 +154,14 @@ def memory_growth(name: str, maximum: float) -> Criterion:
         all_rss = tl.select(probe="node-rss")
         df = all_rss[all_rss["ok"].astype(bool)].dropna(subset=["value"])
         if len(df) < 3 or float(df["ts"].max() - df["ts"].min()) < 10:
-            return Verdict(name, Outcome.INCONCLUSIVE, f"only {len(df)} memory readings", {"readings": len(df)})
+            failed = len(all_rss) - len(df)
+            ev = {"readings": len(df), "failed_readings": failed}
+            if failed:  # the node stopped answering (its process gone): the system failed, not the measurement
+                errors = all_rss.loc[~all_rss["ok"].astype(bool), "error"].dropna()
+                ev["example_error"] = str(errors.iloc[0])[:200] if len(errors) else None
+                why = f"the node's memory could not be read in {failed} of {len(all_rss)} readings (its process gone)"
+                return Verdict(name, Outcome.FAIL, why, ev)
+            return Verdict(name, Outcome.INCONCLUSIVE, f"only {len(df)} memory readings", ev)
         vals, ts = df["value"].to_numpy(dtype=float), df["ts"].to_numpy(dtype=float)
         slope = growth_rate(vals, ts)
         ev = {"mb_per_min": round(slope, 2), "from_mb": round(vals[0], 1), "to_mb": round(vals[-1], 1)}

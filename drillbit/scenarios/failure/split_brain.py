@@ -199,7 +199,12 @@ def blocks_resume(name: str, nodes: list[str], within: float) -> Criterion:
             return Verdict(name, Outcome.INCONCLUSIVE, "no revert event")
         before = [v for n in nodes for v in _heights_in(tl, n, 0, t_out)]
         if not before:
-            return Verdict(name, Outcome.INCONCLUSIVE, "no height reading before the heal")
+            asked = [len(d[d["ts"] < t_out]) for d in (tl.select(probe=f"height:{n}") for n in nodes)]
+            ev0 = {"height_checks_before_heal": sum(asked)}
+            if sum(asked):  # asked, and no node answered: the system's silence, not the harness's
+                why = f"no node answered any of {sum(asked)} height checks before the heal"
+                return Verdict(name, Outcome.FAIL, why, ev0)
+            return Verdict(name, Outcome.INCONCLUSIVE, "no height check ran before the heal", ev0)
         target = int(max(before)) + 1
         took = {}
         for n in nodes:
