@@ -43,6 +43,7 @@ CASCADE = {"duration": 6.0, "baseline": 3.0, "recovery": 12.0, "rate": 400, "tar
 EXHAUST = {"duration": 15.0, "baseline": 4.0, "recovery": 6.0, "size_mb": 128, "alert_within": 25}
 SPLIT = {"duration": 12.0, "baseline": 3.0, "recovery": 8.0, "scenario": "isolate-one", "confirm_timeout": 4.0}
 DR_FAST = {"interval": 0.5, "baseline": 4.0, "settle": 3.0, "restore_timeout": 180.0}
+PARTITION = {**DR_FAST, "mode": "partition", "wait_for_alert": False}
 DB_CORRUPTION = {**DR_FAST, "deployments": 1, "consistency_timeout": 30.0}
 PROVIDER_KILL = {"duration": 12.0, **SHORT, "target": "provider", "resume_within": 15.0}
 
@@ -80,6 +81,7 @@ MATRIX: dict[str, list[Catch]] = {
     "async-replication-loses-writes": [
         Catch("dr-dc-loss", {**DR_FAST, "baseline": 8.0, "rpo_target": 1.0, "wait_for_alert": False}, "RPO")
     ],
+    "no-fencing": [Catch("dr-dc-loss", PARTITION, "exactly one primary accepts writes after failover")],
     "broken-wal-archive": [Catch("dr-db-corruption", DB_CORRUPTION, "WAL replayed to just before the corruption")],
     "provider-forgets-leases": [
         Catch("chaos-pod-kill", PROVIDER_KILL, "leases running before the kill are running after it")
@@ -105,6 +107,7 @@ HEALTHY: list[tuple[str, dict[str, Any]]] = [
     ("gameday", {"duration": 10.0, "interactive": False}),
     # the DR scenarios last: each leaves the sandbox restored, as the drill does
     ("dr-dc-loss", DR_FAST),
+    ("dr-dc-loss", PARTITION),
     ("dr-db-corruption", DB_CORRUPTION),
     ("dr-rebuild", DR_FAST),
 ]

@@ -354,3 +354,64 @@ def test_the_drill_gives_the_same_verdicts_twice_in_a_row_and_after_sandbox_down
     new = db_corruption_preflight(records[2])
     assert new["system_identifier"] != old_system
     assert new["wal_archive"] == f"s3://{bucket}/wal/{new['system_identifier']}/", new
+
+
+# -------------------------------------------------------------------------- partition mode: one writer after failover
+
+NOFENCE_DIR = Path("/tmp/drillbit-test-dr-nofence")  # offset 7000 again: the weak sandbox above is down by then
+PARTITION = {**FAST, "mode": "partition", "wait_for_alert": False, "fence_grace": 2.0}
+ONE_WRITER, NO_DISCARD = "exactly one primary accepts writes after failover", "no acknowledged write discarded"
+
+
+def nothing_left_behind(ep: dict[str, Any]) -> None:
+    """No nft table, ledger entry or stranded session of the drill survives it; the old primary is retired."""
+    from drillbit.faults.ledger import Ledger
+
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    assert "drillbit_dc_" not in tables, tables
+    assert not [h for h in Ledger().pending() if h.kind == "dc-partition"]
+    sup = xmlrpc.client.ServerProxy(ep["supervisor"]).supervisor
+    assert sup.getProcessInfo("postgres")["statename"] in ("STOPPED", "EXITED")
+    assert httpx.get(f"{ep['api']}/health", timeout=5).json()["database"] == "up"  # the API serves from region B
+
+
+def test_dc_loss_partition_mode_fences_the_old_primary_and_loses_no_acknowledged_write(healthy_sandbox, monkeypatch):
+    from flows.dr_dc_loss import DcLossParams, dr_dc_loss
+
+    monkeypatch.setenv("DRILLBIT_SANDBOX_DIR", str(HEALTHY_DIR))
+    record = dr_dc_loss(params=DcLossParams(**PARTITION))
+    v = verdicts(record)
+    assert record["outcome"] == "pass", v
+    one, kept = v[ONE_WRITER]["evidence"], v[NO_DISCARD]["evidence"]
+    assert v[ONE_WRITER]["outcome"] == "pass" and v[NO_DISCARD]["outcome"] == "pass", v
+    assert one["old_primary_attempted_after_failover"] > 0 and one["old_primary_acknowledged_after_failover"] == 0
+    assert one["new_primary_acknowledged_after_failover"] > 0
+    assert kept["attempted"]["api"] > 0 and kept["attempted"]["stranded"] > 0 and kept["lost_count"] == 0
+    fence = next(s for s in record["metrics"]["dr"]["steps"] if s["name"] == "fence the old primary")
+    assert fence["ok"] and fence["evidence"]["fence"]["returncode"] == 0
+    assert v["RTO"]["outcome"] == "pass" and v["RPO"]["outcome"] == "pass", v
+    nothing_left_behind(healthy_sandbox)
+
+
+@pytest.fixture
+def nofence_sandbox(prefect_server, monkeypatch):
+    with own_sandbox(NOFENCE_DIR, WEAK_OFFSET, ["no-fencing"]) as ep:
+        monkeypatch.setenv("DRILLBIT_SANDBOX_DIR", str(NOFENCE_DIR))
+        yield ep
+
+
+def test_dc_loss_partition_mode_catches_an_old_primary_that_is_not_fenced(nofence_sandbox):
+    from flows.dr_dc_loss import DcLossParams, dr_dc_loss
+
+    record = dr_dc_loss(params=DcLossParams(**PARTITION))
+    v = verdicts(record)
+    assert record["outcome"] == "fail" and v[ONE_WRITER]["outcome"] == "fail", v
+    one = v[ONE_WRITER]["evidence"]
+    listed = one["first_acknowledged_by_old_primary"]
+    assert one["old_primary_acknowledged_after_failover"] > 0 and 0 < len(listed) <= 10
+    cutoff = one["failover_at"] + one["grace_s"]
+    assert all(w["primary"] == "old" and w["acked_at"] >= cutoff for w in listed)
+    assert all(w["key"].startswith("drillbit-dr-stranded-") for w in listed)
+    assert listed[0]["key"] in v[ONE_WRITER]["reason"]
+    assert v[NO_DISCARD]["outcome"] == "fail" and v[NO_DISCARD]["evidence"]["lost_count"] > 0  # discarded on rejoin
+    nothing_left_behind(nofence_sandbox)

@@ -524,3 +524,142 @@ def _scenario_section(rec: dict[str, Any]) -> list[str]:
     if evidence:
         lines += ["", "Evidence:", "", "```json", json.dumps(evidence, indent=2, default=str)[:6000], "```"]
     return lines
+
+
+# ------------------------------------------------------------------------------------ one writer after a failover
+
+WRITERS_EVENT = "writers_history"  # timeline event: every write of both writers, and what survived (see below)
+HISTORY_LIMIT = 10  # writes listed in a verdict's evidence
+
+
+@dataclass
+class WriteAttempt:
+    """One write of a failover drill's workload, as its client saw it.
+
+    ``side`` is who wrote it: ``api`` (the write canary, through the API that fails over) or ``stranded`` (region A's
+    own side, writing straight to the old primary during a partition). ``acked_at`` is when the server acknowledged
+    it (None: refused, failed or unanswered); ``primary`` which primary acknowledged it (``old`` / ``new``) when the
+    writer knows."""
+
+    key: str
+    side: str
+    at: float
+    acked_at: float | None = None
+    primary: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _writes(event: Mapping[str, Any]) -> list[WriteAttempt]:
+    return [WriteAttempt(**w) for w in event.get("writes", [])]
+
+
+def _listed(writes: Sequence[WriteAttempt], since: float | None = None) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": w.key,
+            "side": w.side,
+            "primary": w.primary,
+            "acked_at": w.acked_at,
+            **({} if since is None or w.acked_at is None else {"s_after": round(w.acked_at - since, 3)}),
+        }
+        for w in sorted(writes, key=lambda w: (w.acked_at or w.at, w.key))[:HISTORY_LIMIT]
+    ]
+
+
+def one_writer_criterion(name: str = "exactly one primary accepts writes after failover") -> Criterion:
+    """After the failover completed (plus the event's ``grace_s``, the bounded time the fence may take), the old
+    primary acknowledged no write of the stranded writer. Graded from the writer's own acknowledgements (a client
+    reading its answers), never from the primary's health or role."""
+
+    def check(tl: Timeline) -> Verdict:
+        e = tl.last_event(WRITERS_EVENT)
+        if e is None:
+            return Verdict(
+                name, Outcome.INCONCLUSIVE, "the writers' history was not recorded (the drill stopped early)"
+            )
+        writes, failover_at, grace = _writes(e), e.get("failover_at"), float(e.get("grace_s", 0.0))
+        if failover_at is None:
+            why = "the failover did not complete: there is no 'after the failover' to grade"
+            return Verdict(name, Outcome.INCONCLUSIVE, why, {"harness_error": e.get("harness_error")})
+        cutoff = float(failover_at) + grace
+        old = [w for w in writes if w.side == "stranded"]
+        after = [w for w in old if w.at >= cutoff or (w.acked_at is not None and w.acked_at >= cutoff)]
+        acked_after = [w for w in after if w.acked_at is not None and w.acked_at >= cutoff]
+        new_acked = [w for w in writes if w.side == "api" and w.acked_at is not None and w.acked_at >= failover_at]
+        ev = {
+            "failover_at": failover_at,
+            "grace_s": grace,
+            "old_primary_attempted": len(old),
+            "old_primary_attempted_after_failover": len(after),
+            "old_primary_acknowledged_after_failover": len(acked_after),
+            "old_primary_acknowledged_total": sum(1 for w in old if w.acked_at is not None),
+            "new_primary_acknowledged_after_failover": len(new_acked),
+            "first_acknowledged_by_old_primary": _listed(acked_after, cutoff),
+            "harness_error": e.get("harness_error"),
+        }
+        if acked_after:
+            first = ev["first_acknowledged_by_old_primary"][0]
+            reason = (
+                f"the old primary acknowledged {len(acked_after)} of {len(after)} writes after the failover (+"
+                f"{grace:g} s grace), the first {first['key']} {first['s_after']:.2f} s after it: two primaries "
+                "accepted writes"
+            )
+            return Verdict(name, Outcome.FAIL, reason, ev)
+        if not after:
+            why = e.get("harness_error") or "the stranded writer made no attempt after the failover"
+            return Verdict(name, Outcome.INCONCLUSIVE, f"nothing to grade: {why}", ev)
+        reason = (
+            f"the old primary refused all {len(after)} writes attempted after the failover (+{grace:g} s grace); "
+            f"the new primary acknowledged {len(new_acked)}"
+        )
+        return Verdict(name, Outcome.PASS, reason, ev)
+
+    return Criterion(name, "no write acknowledged by the old primary after the failover (+ fence grace)", check)
+
+
+def no_discarded_ack_criterion(name: str = "no acknowledged write discarded") -> Criterion:
+    """Every write acknowledged (by either writer, by either primary) after the partition began is in the surviving
+    primary's history after the drill (the event's ``present`` keys, read from it). No write attempted at all is not
+    a pass: inconclusive (the harness did not run the workload), or FAIL when every attempt was refused."""
+
+    def check(tl: Timeline) -> Verdict:
+        e = tl.last_event(WRITERS_EVENT)
+        if e is None:
+            return Verdict(
+                name, Outcome.INCONCLUSIVE, "the writers' history was not recorded (the drill stopped early)"
+            )
+        if e.get("present") is None:
+            why = e.get("harness_error") or "the surviving primary's history was not read"
+            return Verdict(name, Outcome.INCONCLUSIVE, f"cannot compare: {why}")
+        since = float(e.get("partition_at") or 0.0)
+        present = set(e["present"])
+        writes = [w for w in _writes(e) if w.at >= since or (w.acked_at is not None and w.acked_at >= since)]
+        acked = [w for w in writes if w.acked_at is not None]
+        lost = [w for w in acked if w.key not in present]
+        ev = {
+            "partition_at": e.get("partition_at"),
+            "attempted": {s: sum(1 for w in writes if w.side == s) for s in ("api", "stranded")},
+            "acknowledged": {s: sum(1 for w in acked if w.side == s) for s in ("api", "stranded")},
+            "lost_count": len(lost),
+            "lost": _listed(lost),
+            "harness_error": e.get("harness_error"),
+        }
+        if lost:
+            first = lost[0]
+            reason = (
+                f"{len(lost)} of {len(acked)} writes acknowledged after the partition began are not in the surviving "
+                f"primary's history (first {first.key}, acknowledged by the {first.primary or '?'} primary)"
+            )
+            return Verdict(name, Outcome.FAIL, reason, ev)
+        if not writes:
+            why = e.get("harness_error") or "no write was attempted after the partition began"
+            return Verdict(name, Outcome.INCONCLUSIVE, f"nothing to grade: {why}", ev)
+        if not acked:
+            reason = f"the system refused all {len(writes)} writes attempted after the partition began"
+            return Verdict(name, Outcome.FAIL, reason, ev)
+        return Verdict(name, Outcome.PASS, f"all {len(acked)} acknowledged writes are in the surviving primary", ev)
+
+    return Criterion(name, "every write acknowledged after the partition is in the surviving primary", check)

@@ -46,6 +46,7 @@ BASE_INTERVAL_S = 60.0
 ETCD_INTERVAL_S = 60.0
 PRIMARY_INITDB_ARGS = ["--wal-segsize=1"]
 ASYNC_WEAKNESS = "async-replication-loses-writes"
+NO_FENCING_WEAKNESS = "no-fencing"
 WAL_ARCHIVE_PREFIX = "wal/"  # one archive per database cluster below it: wal/<system_identifier>/
 
 
@@ -325,7 +326,28 @@ def storage_endpoints(layout: Any) -> dict[str, Any]:
             "link": {"host": "127.0.0.1", "port": replica_link_port(layout), "delay": LINK_DELAY_S} if link else None,
             "promote": f"runuser -u postgres -- {_pg_ctl()} -D {replica_data_dir(layout)} -w promote",
         },
+        "primary": {"port": layout.pg_port, **fence_commands(layout.pg_port, NO_FENCING_WEAKNESS in weaknesses)},
     }
+
+
+def fence_commands(port: int, broken: bool = False) -> dict[str, str]:
+    """The primary's fence agent, as a failover procedure calls it before promoting the replica (STONITH by the
+    database's own means): make the server refuse writes (``default_transaction_read_only``, reloaded) and end every
+    client session, so nothing more is acknowledged by the old primary. ``unfence`` takes it back. Weakness
+    ``no-fencing``: the agent reports success but keeps the primary writable instead, as an HA manager in
+    non-strict synchronous mode does (it drops the synchronous standby it lost): the old primary keeps
+    acknowledging writes."""
+    psql = f"{_pg_ctl().rsplit('pg_ctl', 1)[0]}psql" if _pg_ctl() != "pg_ctl" else "psql"
+    base = f"{psql} -X -q -h 127.0.0.1 -p {port} -U postgres -d postgres -v ON_ERROR_STOP=1"
+    kill = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+    fence = f'{base} -c "ALTER SYSTEM SET default_transaction_read_only = on" -c "SELECT pg_reload_conf()" -c "{kill}"'
+    unfence = f'{base} -c "ALTER SYSTEM RESET default_transaction_read_only" -c "SELECT pg_reload_conf()"'
+    if broken:
+        fence = f'{base} -c "ALTER SYSTEM SET synchronous_standby_names = \'\'" -c "SELECT pg_reload_conf()"'
+    return {"fence": fence, "unfence": unfence}
 
 
 def _pg_ctl() -> str:

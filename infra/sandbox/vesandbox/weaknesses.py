@@ -105,6 +105,13 @@ WEAKNESSES: dict[str, Weakness] = {
             "A restarted provider daemon never bids on orders that were already open (or in the mempool) when it "
             "started, only on orders created after.",
         ),
+        Weakness(
+            "no-fencing",
+            "storage",
+            "The primary database's fence agent reports success but keeps the primary writable (it drops the lost "
+            "synchronous standby instead): an old primary cut off from region B keeps accepting writes after the "
+            "failover.",
+        ),
     ]
 }
 
