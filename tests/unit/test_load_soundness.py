@@ -14,7 +14,7 @@ from drillbit.load import results as res
 from drillbit.load.scenarios import SCENARIOS
 from drillbit.model import Outcome, Sample, Timeline
 from drillbit.observe import HostSampler, read_tree_ticks
-from tests.unit.test_load_stats import crafted, write_run
+from tests.unit.test_load_stats import breaking_point_run, crafted, write_run
 
 T0 = 5000.0  # crafted()'s start
 
@@ -126,17 +126,8 @@ def test_a_run_without_host_samples_says_not_measured(tmp_path: Path):
 
 
 def _steps(tmp_path: Path, *, slow: bool, errors: bool) -> tuple:
-    sc = SCENARIOS["breaking-point"].with_changes(time_scale=0.1)  # 10, 20, 30 ... /s, 6 s each
-    t0, rows = 100.0, []
-    for i, (_phase, seconds, rate, _) in enumerate(sc.profile()[:5]):
-        start = t0 + i * seconds
-        for k in range(int(rate * seconds)):
-            intended = start + k / rate
-            latency = 12.0 if slow and rate >= 40 else 1.0
-            bad = errors and rate >= 40
-            rows.append((0, intended, intended, intended + latency, 0 if bad else 1, 200, -1, float("nan")))
-    data = res.read(write_run(tmp_path, rows, ["tx"], ["HTTP 503"], sc.profile(), t0))
-    data.host = host_samples(cpu=0.98, harness=0.5, start=t0, seconds=30)
+    sc, data = breaking_point_run(tmp_path, slow=slow, errors=errors)
+    data.host = host_samples(cpu=0.98, harness=0.5, start=100.0, seconds=30)
     return sc, data
 
 

@@ -223,16 +223,24 @@ def test_errors_slowness_and_a_late_generator_are_each_caught(tmp_path: Path):
     assert v["tx p95 latency"].evidence["corrected_p95_s"] > 2 > v["tx p95 latency"].evidence["uncorrected_p95_s"]
 
 
-def test_breaking_point_is_the_first_step_over_budget(tmp_path: Path):
-    sc = SCENARIOS["breaking-point"].with_changes(time_scale=0.1)  # 10, 20, 30 ... /s, 6 s each
-    t0, rows = 100.0, []
+def breaking_point_run(tmp_path: Path, *, slow: bool = True, errors: bool = False, t0: float = 100.0) -> tuple:
+    """The first five steps of breaking-point, compressed (10, 20, 30 ... /s, 6 s each): from 40/s on, operations
+    take 12 s (``slow``; else 1 s) and fail (``errors``)."""
+    sc = SCENARIOS["breaking-point"].with_changes(time_scale=0.1)
+    rows = []
     for i, (_phase, seconds, rate, _) in enumerate(sc.profile()[:5]):
         start = t0 + i * seconds
         for k in range(int(rate * seconds)):
             intended = start + k / rate
-            latency = 1.0 if rate < 40 else 12.0  # the budget (p95 < 10 s) breaks at 40/s
-            rows.append((0, intended, intended, intended + latency, 1, 200, -1, float("nan")))
-    data = res.read(write_run(tmp_path, rows, ["tx"], [], sc.profile(), t0))
+            latency = 12.0 if slow and rate >= 40 else 1.0  # the budget (p95 < 10 s) breaks at 40/s
+            bad = errors and rate >= 40
+            rows.append((0, intended, intended, intended + latency, 0 if bad else 1, 200, -1, float("nan")))
+    errs = ["HTTP 503"] if errors else []
+    return sc, res.read(write_run(tmp_path, rows, ["tx"], errs, sc.profile(), t0))
+
+
+def test_breaking_point_is_the_first_step_over_budget(tmp_path: Path):
+    sc, data = breaking_point_run(tmp_path)
     steps = grading.step_results(sc, data)
     assert [s.rate for s in steps] == [10, 20, 30, 40, 50]
     assert grading.breaking_point(steps).rate == 40

@@ -27,6 +27,7 @@ import httpx
 
 from vesandbox import ports, storage
 from vesandbox.monitoring import monitoring_components, monitoring_endpoints, monitoring_listeners
+from vesandbox.procs import pid_alive
 from vesandbox.weaknesses import WEAKNESSES, validate
 
 DEFAULT_RUN_DIR = Path(os.environ.get("VESANDBOX_DIR", "/tmp/vesandbox"))
@@ -932,9 +933,9 @@ def down(layout: Layout, echo: Any = print, purge: bool = False) -> bool:
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             _supervisor(layout).supervisor.shutdown()
         deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.1)
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     # anything that outlived supervisord (a crash, a SIGKILL): end it by PID
     for _ in range(3):
@@ -954,18 +955,6 @@ def down(layout: Layout, echo: Any = print, purge: bool = False) -> bool:
     if had_something:
         echo(f"sandbox stopped; {layout.run_dir} removed")
     return had_something
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie child of ours counts as gone
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _remove_run_dir(layout: Layout) -> None:

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vesandbox.procs import pid_alive
 from vesandbox.wal_archive import archive_prefix, conf_quote, postgres_command
 
 BASE_PREFIX = "base/"
@@ -365,7 +366,7 @@ def wait_recovered(
         except psycopg.Error as exc:
             last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             pid = postmaster_pid(data_dir) if data_dir else None
-            if data_dir and (pid is None or not _alive(pid)):
+            if data_dir and (pid is None or not pid_alive(pid)):
                 log = log_file or Path(data_dir).resolve().parent / f"{Path(data_dir).name}.log"
                 raise RestoreError(f"restored server stopped during recovery: {_log_reason(log) or last}") from exc
         time.sleep(0.2)
@@ -386,18 +387,9 @@ def stop_postgres(data_dir: Path | str, pg_bin: Path | None = None, timeout: flo
             capture_output=True,
             timeout=timeout + 10,
         )
-    if _alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     with contextlib.suppress(OSError):
         if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
             return False
