@@ -105,10 +105,13 @@ HEALTHY: list[tuple[str, dict[str, Any]]] = [
     ("split-brain", SPLIT),
     ("resource-exhaustion", EXHAUST),
     ("gameday", {"duration": 10.0, "interactive": False}),
-    # the DR scenarios last: each leaves the sandbox restored, as the drill does
+    # the DR scenarios last, in the drill's order: a data-centre loss leaves region A lost, dr-rebuild restores
+    # the whole sandbox; the partitioned loss needs region A back, so it comes after a rebuild, and another rebuild
+    # leaves the next round a whole sandbox
     ("dr-dc-loss", DR_FAST),
-    ("dr-dc-loss", PARTITION),
     ("dr-db-corruption", DB_CORRUPTION),
+    ("dr-rebuild", DR_FAST),
+    ("dr-dc-loss", PARTITION),
     ("dr-rebuild", DR_FAST),
 ]
 

@@ -4,6 +4,7 @@ only as an "error" cell after half an hour of `drillbit verify`."""
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -156,3 +157,14 @@ def test_a_flow_that_raises_is_an_error_cell_not_a_catch():
     matrix = run_matrix(run_flow, ["no-restart"], 0, lambda m: None, sandbox=lambda w: FakeSandbox([], w))
     assert [(c.result, c.detail) for c in matrix.cells] == [("error", "RuntimeError: target not in steady state")]
     assert not summarize(matrix)["ok"]
+
+
+def test_every_data_centre_loss_in_the_healthy_round_finds_region_a_whole():
+    """A data-centre loss leaves region A lost until dr-rebuild restores the sandbox: between two losses (and
+    between the round's last loss and the next round's first) there is a rebuild."""
+    names = [n for n, _ in HEALTHY]
+    losses = [i for i, n in enumerate(names) if n == "dr-dc-loss"]
+    assert len(losses) >= 2  # the power cut and the partition
+    for a, b in itertools.pairwise(losses):
+        assert "dr-rebuild" in names[a + 1 : b], names[a : b + 1]
+    assert "dr-rebuild" in names[losses[-1] + 1 :], names[losses[-1] :]
