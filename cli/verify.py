@@ -146,22 +146,41 @@ class Matrix:
 
     def differences(self) -> list[str]:
         """Cells of the same weakness, flow and parameters whose verdicts differ between rounds (same input, same
-        verdict): "weakness / flow: criterion pass in round 1, inconclusive in round 3 (lifetime 2)"."""
+        verdict): "weakness / flow: criterion pass in round 1, inconclusive in round 3 (lifetime 2)". A criterion
+        named after a target the fault drew at random ("node-2 back within 30 s") is compared as the same
+        criterion whichever node was drawn ("node-N back within 30 s"); the rounds' own names are in the line."""
         groups: dict[tuple[str, str, int], list[Cell]] = {}
         for i, c in enumerate(self.cells):
             groups.setdefault((c.weakness, c.flow, _slot(self.cells, i)), []).append(c)
         out = []
         for (weakness, flow, _), cells in groups.items():
-            first = cells[0]
+            first = _by_role(cells[0].outcomes)
             for other in cells[1:]:
-                for crit in sorted(set(first.outcomes) | set(other.outcomes)):
-                    a, b = first.outcomes.get(crit, "absent"), other.outcomes.get(crit, "absent")
+                theirs = _by_role(other.outcomes)
+                for crit in sorted(set(first) | set(theirs)):
+                    (a, names_a), (b, names_b) = first.get(crit, ("absent", [])), theirs.get(crit, ("absent", []))
                     if a != b:
+                        drawn = (
+                            f" [{', '.join(names_a) or '-'} / {', '.join(names_b) or '-'}]"
+                            if crit not in (names_a + names_b)
+                            else ""
+                        )
                         out.append(
-                            f"{weakness} / {flow}: {crit} {a} in round {first.round}, {b} in round {other.round}"
-                            f" (sandbox lifetime {other.lifetime})"
+                            f"{weakness} / {flow}: {crit}{drawn} {a} in round {cells[0].round}, {b} in round "
+                            f"{other.round} (sandbox lifetime {other.lifetime})"
                         )
         return out
+
+
+_DRAWN = re.compile(r"\b(node|validator|etcd)-\d+\b")  # targets a fault's mode draws at random
+
+
+def _by_role(outcomes: dict[str, str]) -> dict[str, tuple[str, list[str]]]:
+    """Outcomes keyed by criterion with drawn target names replaced by N: (the outcomes joined, the real names)."""
+    grouped: dict[str, list[tuple[str, str]]] = {}
+    for crit, outcome in outcomes.items():
+        grouped.setdefault(_DRAWN.sub(lambda m: f"{m.group(1)}-N", crit), []).append((crit, outcome))
+    return {k: ("+".join(sorted(o for _, o in v)), sorted(c for c, _ in v)) for k, v in grouped.items()}
 
 
 def _slot(cells: list[Cell], i: int) -> int:

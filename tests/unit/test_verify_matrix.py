@@ -168,3 +168,24 @@ def test_every_data_centre_loss_in_the_healthy_round_finds_region_a_whole():
     for a, b in itertools.pairwise(losses):
         assert "dr-rebuild" in names[a + 1 : b], names[a : b + 1]
     assert "dr-rebuild" in names[losses[-1] + 1 :], names[losses[-1] :]
+
+
+def test_a_criterion_named_after_a_randomly_drawn_node_is_compared_across_rounds_whichever_node_was_drawn():
+    from cli.verify import Cell, Matrix
+
+    def cell(round_: int, outcomes: dict[str, str]) -> Cell:
+        return Cell("no-restart", "chaos-pod-kill", "caught", "", round_, round_, [], outcomes)
+
+    same = Matrix([cell(1, {"node-0 back within 30 s": "fail"}), cell(2, {"node-2 back within 30 s": "fail"})])
+    assert same.differences() == []
+    changed = Matrix(
+        [
+            cell(1, {"node-0 back within 30 s": "fail", "consensus continues": "fail"}),
+            cell(2, {"node-1 back within 30 s": "pass", "consensus continues": "pass"}),
+        ]
+    )
+    assert changed.differences() == [
+        "no-restart / chaos-pod-kill: consensus continues fail in round 1, pass in round 2 (sandbox lifetime 2)",
+        "no-restart / chaos-pod-kill: node-N back within 30 s [node-0 back within 30 s / node-1 back within 30 s] "
+        "fail in round 1, pass in round 2 (sandbox lifetime 2)",
+    ]
