@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from cli import demo, results, run, sandbox, schedule, verify
+from cli import demo, doctor, results, run, sandbox, schedule, verify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Drillbit: reliability testing for VirtEngine.")
 app.add_typer(sandbox.app, name="sandbox")
@@ -22,6 +22,7 @@ app.command("calendar")(schedule.calendar_cmd)
 app.command("deploy")(schedule.deploy_cmd)
 app.command("verify")(verify.verify_cmd)
 app.command("demo")(demo.demo)
+app.command("doctor")(doctor.doctor_cmd)
 
 
 def main() -> None:
