@@ -91,6 +91,8 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
             key, value = term.split("=", 1)
             if labels.get(key) != value:
                 return False
+        elif (term[1:] in labels) if term.startswith("!") else (term not in labels):  # DoesNotExist / Exists
+            return False
     return True
 
 
@@ -108,6 +110,7 @@ class LocalApiStandIn:
     exec_results: list[tuple[int, str, str]] = field(default_factory=list)  # (exit code, stdout, stderr) per exec
     replacements: list[dict[str, Any]] = field(default_factory=list)  # pods the watch announces after a delete
     on_request: Any = None  # called with each Recorded request before it is answered (tests look at the ledger then)
+    namespaces: list[str] | None = None  # the namespaces that exist; None: those of its pods
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def seen(self, method: str, path_prefix: str = "") -> list[Recorded]:
@@ -165,13 +168,23 @@ class Handler(BaseHTTPRequestHandler):
             return self._chaos(rec, m[1], m[2], m[3])
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec", p):
             return self._exec(rec)
+        if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)", p):
+            known = (
+                api.namespaces
+                if api.namespaces is not None
+                else {q["metadata"]["namespace"] for q in api.pods.values()}
+            )
+            if m[1] not in known:
+                return self._json(404, status_body(404, "NotFound", f'namespaces "{m[1]}" not found'))
+            return self._json(200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": m[1]}})
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?", p):
             name = m[2]
             if name is None and rec.query.get("watch") == ["true"]:
                 return self._watch(rec)
             if name is None:
                 selector = rec.query.get("labelSelector", [""])[0]
-                items = [q for q in api.pods.values() if _matches(q["metadata"]["labels"], selector)]
+                listed = [q for q in api.pods.values() if q["metadata"]["namespace"] == m[1]]
+                items = [q for q in listed if _matches(q["metadata"]["labels"], selector)]
                 return self._json(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
             if name not in api.pods:
                 return self._json(404, status_body(404, "NotFound", f'pods "{name}" not found'))

@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -55,6 +57,19 @@ class KubeConnection:
     def from_target(cls, target: Any, *, in_cluster: bool = False, config_file: str | None = None) -> KubeConnection:
         """From a ``drillbit.config.KubernetesTarget`` (its ``context``)."""
         return cls(context=getattr(target, "context", None), config_file=config_file, in_cluster=in_cluster)
+
+    @classmethod
+    def for_environment(cls, target: Any) -> KubeConnection:
+        """How to reach an environment's cluster from its ``drillbit.config.KubernetesTarget``: the kubeconfig
+        (``$KUBECONFIG``, else ``~/.kube/config``) at the target's context; with neither a kubeconfig nor a context,
+        inside a pod (a Kubernetes work pool), the pod's service account."""
+        config_file = os.environ.get("KUBECONFIG") or None
+        if config_file and os.pathsep in config_file:
+            config_file = None  # a merged list: let the client merge it (cleanup needs the same $KUBECONFIG)
+        has_kubeconfig = bool(config_file) or (Path.home() / ".kube" / "config").is_file()
+        context = getattr(target, "context", None)
+        in_cluster = not has_kubeconfig and not context and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        return cls(context=context, config_file=config_file, in_cluster=in_cluster)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> KubeConnection:

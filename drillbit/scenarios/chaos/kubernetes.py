@@ -17,9 +17,7 @@ ledger names the kubeconfig file and context only (never a credential), so ``dri
 from __future__ import annotations
 
 import math
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 from drillbit.config import KubernetesTarget, ResolvedEnvironment
@@ -41,13 +39,7 @@ def target(env: ResolvedEnvironment) -> KubernetesTarget:
 
 def connection(env: ResolvedEnvironment) -> KubeConnection:
     """How to reach this environment's cluster: kubeconfig + context, else in-cluster (a Kubernetes work pool)."""
-    kube = target(env)
-    config_file = os.environ.get("KUBECONFIG") or None
-    if config_file and os.pathsep in config_file:
-        config_file = None  # a merged list: let the client merge it (cleanup needs the same $KUBECONFIG)
-    has_kubeconfig = bool(config_file) or (Path.home() / ".kube" / "config").is_file()
-    in_cluster = not has_kubeconfig and not kube.context and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    return KubeConnection(context=kube.context, config_file=config_file, in_cluster=in_cluster)
+    return KubeConnection.for_environment(target(env))
 
 
 def run_label(run_id: str | None = None) -> str:
