@@ -5,7 +5,8 @@ the pod restart watch and the verdicts that are specific to Kubernetes. Each sce
 
 What comes from the configuration (``environments.NAME.kubernetes``): the target namespace, the chaos namespace, the
 kubeconfig context and the label selector of each role (``selectors.node`` / ``provider`` / ``database`` ...). A role
-without a selector, a selector matching no pod or more pods than ``safety.max_targets`` / ``max_percent`` allow is a
+without a selector, a selector matching no pod or more pods than ``safety.max_targets`` / ``max_percent`` allow, or a
+pod kill (or database port block) that can take every Ready replica of a workload down without ``full_outage``, is a
 clear error when the fault is planned, before anything is created. Production environments need ``safety.opt_in``
 (checked when the environment is resolved with ``destructive=True``).
 
@@ -71,7 +72,14 @@ def pod_kill(
     watch = RestartWatch(selector, kube.namespace, conn, timeout=watch_for)
     if params.via == "pod-delete":
         fault = PodDelete(
-            selector, kube.namespace, conn, mode=params.mode, value=params.value, seed=params.seed, **_blast(env)
+            selector,
+            kube.namespace,
+            conn,
+            mode=params.mode,
+            value=params.value,
+            seed=params.seed,
+            full_outage=params.full_outage,
+            **_blast(env),
         )
         fault.on_applied = watch.start
         return fault, watch
@@ -84,7 +92,8 @@ def pod_kill(
         duration=chaos_duration(params.duration),
         chaos_namespace=kube.chaos_namespace,
     )
-    return ChaosMeshFault(manifest, conn, on_applied=watch.start, **_blast(env)), watch
+    fault = ChaosMeshFault(manifest, conn, on_applied=watch.start, full_outage=params.full_outage, **_blast(env))
+    return fault, watch
 
 
 def network_delay(env: ResolvedEnvironment, params: Any, run_id: str | None = None) -> ChaosMeshFault:
@@ -143,6 +152,7 @@ def db_port_block(env: ResolvedEnvironment, params: Any) -> DbPortBlock:
         pod=params.pod,
         container=params.container,
         action=params.action,
+        full_outage=params.full_outage,
     )
 
 
