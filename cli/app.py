@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from cli import demo, results, run, sandbox, schedule, verify
+from cli import demo, doctor, results, run, sandbox, schedule, validate, verify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Drillbit: reliability testing for VirtEngine.")
 app.add_typer(sandbox.app, name="sandbox")
@@ -20,8 +20,10 @@ app.command("score")(results.score_cmd)
 app.command("cleanup")(results.cleanup_cmd)
 app.command("calendar")(schedule.calendar_cmd)
 app.command("deploy")(schedule.deploy_cmd)
+app.command("validate")(validate.validate_cmd)
 app.command("verify")(verify.verify_cmd)
 app.command("demo")(demo.demo)
+app.command("doctor")(doctor.doctor_cmd)
 
 
 def main() -> None:

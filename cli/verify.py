@@ -45,7 +45,8 @@ SPLIT = {"duration": 12.0, "baseline": 3.0, "recovery": 8.0, "scenario": "isolat
 DR_FAST = {"interval": 0.5, "baseline": 4.0, "settle": 3.0, "restore_timeout": 180.0}
 PARTITION = {**DR_FAST, "mode": "partition", "wait_for_alert": False}
 DB_CORRUPTION = {**DR_FAST, "deployments": 1, "consistency_timeout": 30.0}
-PROVIDER_KILL = {"duration": 12.0, **SHORT, "target": "provider", "resume_within": 15.0}
+# the sandbox has one provider daemon: killing it is a full outage of that workload, and the point of these cells
+PROVIDER_KILL = {"duration": 12.0, **SHORT, "target": "provider", "resume_within": 15.0, "full_outage": True}
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from drillbit import alert_rules
 from drillbit import sandbox as sbx
 from drillbit.secrets import register_secret
 
@@ -186,6 +187,75 @@ class Safety(Strict):
     abort_availability: float = Field(0.5, ge=0, le=1, description="abort a fault when availability falls below")
 
 
+class Alerts(Strict):
+    """The environment's alerts: which of its alert names play each of Drillbit's roles (drillbit.alert_rules.ROLES),
+    where its alerting rules are, and the timings that decide how soon an alert can fire. ``drillbit doctor`` checks
+    it. Durations are Prometheus durations (30s, 1m, 1h30m) or seconds."""
+
+    roles: dict[str, list[str]] = Field(
+        default_factory=dict, description="role → this environment's alert names (any one of them serves the role)"
+    )
+    rules: str | list[str] = Field(
+        alert_rules.PROMETHEUS,
+        description="'prometheus' (GET /api/v1/rules of endpoints.prometheus), or rule file paths / globs "
+        "(relative ones from the config file's folder)",
+    )
+    evaluation_interval: float | None = Field(
+        None,
+        gt=0,
+        description="Prometheus's global evaluation_interval, for rule groups without their own interval "
+        "(default: asked from Prometheus's /api/v1/status/config, else Prometheus's default 1m)",
+    )
+    group_wait: float = Field(
+        alert_rules.ALERTMANAGER_DEFAULT_GROUP_WAIT_S, ge=0, description="Alertmanager's route group_wait"
+    )
+
+    @field_validator("evaluation_interval", "group_wait", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return alert_rules.parse_duration(v) if isinstance(v, str) else v
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(v) - set(alert_rules.ROLE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}; roles: {', '.join(alert_rules.ROLE_NAMES)}")
+        for role, names in v.items():
+            if any(not n.strip() for n in names) or len(set(names)) != len(names):
+                raise ValueError(f"role {role}: alert names must be non-empty and listed once each")
+        return v
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_source(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and (not v or any(not p.strip() for p in v)):
+            raise ValueError("give 'prometheus' or at least one rule file path or glob")
+        return v
+
+
+# The sandbox's alerts (infra/sandbox/monitoring/: alerts.yml.tmpl for the names, prometheus.yml.tmpl for the 1 s
+# evaluation interval, alertmanager.yml.tmpl for group_wait 0s); the names are the scenarios' defaults.
+SANDBOX_ALERTS = Alerts(
+    roles={
+        "node-down": ["NodeDown"],
+        "pod-restarted": ["PodRestarted"],
+        "disk": ["DiskSpaceLow", "DiskSpaceCritical"],
+        "memory": ["CgroupMemoryHigh", "NodeMemoryHigh"],
+        "database-down": ["APIDatabaseDown"],
+        "chain-halted": ["ChainHalted"],
+        "breaker-open": ["CircuitBreakerOpen"],
+        "high-error-rate": ["HighErrorRate"],
+        "service-down": ["ServiceDown"],
+        "replication": ["ReplicationLagHigh"],
+        "backup": ["BackupStale"],
+    },
+    rules=alert_rules.PROMETHEUS,
+    evaluation_interval=1.0,
+    group_wait=0.0,
+)
+
+
 class Environment(Strict):
     platform: Literal["sandbox", "kubernetes"]
     endpoints: Endpoints | None = None
@@ -194,6 +264,7 @@ class Environment(Strict):
     object_store: ObjectStore | None = None
     slos: list[SLO] = Field(default_factory=lambda: list(DEFAULT_SLOS))
     safety: Safety = Field(default_factory=Safety)
+    alerts: Alerts | None = Field(None, description="alert roles, rules and timings (sandbox: built in)")
 
     @model_validator(mode="after")
     def platform_needs(self) -> Environment:
@@ -202,6 +273,11 @@ class Environment(Strict):
                 raise ValueError("a kubernetes environment needs endpoints (node_rpc, node_rest, ...)")
             if self.kubernetes is None:
                 self.kubernetes = KubernetesTarget()
+            if self.alerts and self.alerts.rules == alert_rules.PROMETHEUS and not self.endpoints.prometheus:
+                raise ValueError(
+                    "alerts.rules is 'prometheus' (the default) but endpoints.prometheus is not set; set it, or give "
+                    "rule files in alerts.rules"
+                )
         return self
 
 
@@ -214,6 +290,7 @@ class DrillbitConfig(Strict):
     default_environment: str = "sandbox"
     environments: dict[str, Environment] = Field(default_factory=lambda: {"sandbox": Environment(platform="sandbox")})
     results: Results = Field(default_factory=Results)
+    _source_dir: Path | None = PrivateAttr(None)  # the config file's folder (set by load)
 
     @model_validator(mode="after")
     def default_exists(self) -> DrillbitConfig:
@@ -246,12 +323,13 @@ class DrillbitConfig(Strict):
                 )
         if env.platform == "sandbox" and env.endpoints is None:
             env = env.model_copy(update={"endpoints": sandbox_endpoints()})
-        return ResolvedEnvironment(name=name, spec=env)
+        return ResolvedEnvironment(name=name, spec=env, config_dir=self._source_dir)
 
 
 class ResolvedEnvironment(BaseModel):
     name: str
     spec: Environment
+    config_dir: Path | None = None  # relative paths in the config start here (None: the current directory)
 
     @property
     def endpoints(self) -> Endpoints:
@@ -268,6 +346,26 @@ class ResolvedEnvironment(BaseModel):
         if role not in selectors:
             raise ConfigError([f"environments.{self.name}.kubernetes.selectors: no selector for role {role!r}"])
         return selectors[role]
+
+    def alert_profile(self) -> alert_rules.AlertProfile:
+        """The environment's alerts: its ``alerts:`` section; on the sandbox, SANDBOX_ALERTS with whatever that
+        section sets on top (roles replaced role by role)."""
+        base = SANDBOX_ALERTS if self.platform == "sandbox" else Alerts()
+        own = self.spec.alerts
+        merged = base.model_copy(update=own.model_dump(include=own.model_fields_set)) if own else base
+        if own and "roles" in own.model_fields_set:
+            merged = merged.model_copy(update={"roles": {**base.roles, **own.roles}})
+        rules = merged.rules
+        if rules != alert_rules.PROMETHEUS:
+            rules = (rules,) if isinstance(rules, str) else tuple(rules)
+        return alert_rules.AlertProfile(
+            roles={role: tuple(names) for role, names in merged.roles.items()},
+            rules=rules,
+            evaluation_interval_s=merged.evaluation_interval,
+            group_wait_s=merged.group_wait,
+            prometheus=self.spec.endpoints.prometheus if self.spec.endpoints else None,
+            base_dir=self.config_dir,
+        )
 
     def slo(self, slo_id: str) -> SLO:
         for s in self.spec.slos:
@@ -322,4 +420,6 @@ def load(path: str | Path | None = None) -> DrillbitConfig:
         data = yaml.safe_load(candidate.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}".replace("\n", " ")], str(candidate)) from None
-    return parse(data, str(candidate))
+    cfg = parse(data, str(candidate))
+    cfg._source_dir = candidate.resolve().parent
+    return cfg

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from drillbit.config import ResolvedEnvironment
 from drillbit.faults.base import Fault, Plan, revert
+from drillbit.faults.errors import FullOutageRefused
 from drillbit.faults.ledger import Handle
 from drillbit.model import Criterion, Outcome, RunRecord, Sample, Timeline, Verdict
 from drillbit.monitor import Monitor
@@ -197,13 +198,23 @@ class Run:
 
 
 def dry_run(exp: Experiment, phases: Phases) -> dict[str, Any]:
-    """The plan only: targets, fault and criteria. Nothing injected, nothing observed."""
+    """The plan only: targets, fault and criteria. Nothing injected, nothing observed. A plan refused for a full
+    outage (``FullOutageRefused``) is still shown, with the refusal: its ``workloads`` detail flags the outage."""
     record = new_record(exp.name, exp.env.name, exp.params, exp.scenario, phases.flow_run_id())
-    plan = phases.plan(exp.fault) if exp.fault else None
+    refused = ""
+    try:
+        plan = phases.plan(exp.fault) if exp.fault else None
+    except FullOutageRefused as exc:
+        if not isinstance(exc.plan, Plan):
+            raise
+        plan, refused = exc.plan, str(exc)
     described = plan.describe() if plan else "no fault"
     criteria = exp.criteria(dict(plan.detail if plan else {}, targets=plan.targets if plan else []))
     record.metrics = {"plan": described, "criteria": [f"{c.name}: {c.threshold}" for c in criteria]}
-    record.finish([Verdict("dry run", Outcome.INCONCLUSIVE, f"plan only: {described}", required=False)])
+    if refused:
+        record.metrics["refused"] = refused
+    why = f"plan only: {described}" + (f"; a real run is refused — {refused}" if refused else "")
+    record.finish([Verdict("dry run", Outcome.INCONCLUSIVE, why, required=False)])
     record.status, record.outcome = "dry-run", "dry-run"
     phases.log.info("dry run: %s; criteria: %s", described, "; ".join(record.metrics["criteria"]))
     return record.to_dict()

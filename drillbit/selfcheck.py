@@ -180,7 +180,10 @@ def build_fault(spec: dict[str, Any]) -> Any:
     if kind == "k8s-chaos-mesh":
         manifest = pod_kill(namespace="virtengine", labels=NODE_LABELS, run_id=tag, name=f"drillbit-soak-{tag}")
         connection = KubeConnection(host=spec["k8s_url"])
-        return ChaosMeshFault(manifest, connection, max_targets=1, poll_interval=0.05, inject_timeout=20)
+        # the stand-in's node pods are bare (no owner), each a workload of one: the soak tests crash safety, not that
+        return ChaosMeshFault(
+            manifest, connection, max_targets=1, poll_interval=0.05, inject_timeout=20, full_outage=True
+        )
     raise ValueError(f"unknown fault type {kind!r}")
 
 

@@ -6,6 +6,9 @@ or ``platform.chaosmesh.schedule`` around one of them):
 
 1. plan: validate it (CRD schema + Chaos Mesh's rules), resolve every selector against the live pod list, and check
    the count its mode implies against the blast radius (``targets.mode_count`` / ``targets.check_blast_radius``);
+   an experiment that takes its pods down (``takes_down``: PodChaos, NetworkChaos ``partition``) is also checked
+   per workload (``platform.kubernetes.pod_workloads``, ``targets.workload_shares``): one whose mode can take every
+   Ready replica of a workload down is refused unless ``full_outage`` (the plan's ``workloads`` detail says so);
 2. undo (recorded first): delete the object and wait until it is gone (``k8s_custom_object``: Chaos Mesh's finalizer
    recovers the pods);
 3. apply: create it, then poll its status until Chaos Mesh reports every target injected (a Schedule is not waited).
@@ -14,6 +17,7 @@ or ``platform.chaosmesh.schedule`` around one of them):
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -33,9 +37,17 @@ from drillbit.faults.platform.kubernetes import (
     custom_object_step,
     is_ready,
     list_pods,
+    pod_workloads,
     selector_string,
 )
-from drillbit.faults.targets import check_blast_radius, mode_count
+from drillbit.faults.targets import (
+    Share,
+    check_blast_radius,
+    describe_shares,
+    mode_count,
+    refuse_full_outage,
+    workload_shares,
+)
 
 KINDS = {"PodChaos": "pod-kill", "NetworkChaos": "network-latency", "StressChaos": "stress"}
 KINDS |= {"IOChaos": "disk-pressure", "Schedule": "schedule"}  # the fault kind of each Chaos Mesh kind
@@ -44,6 +56,17 @@ KINDS |= {"IOChaos": "disk-pressure", "Schedule": "schedule"}  # the fault kind 
 def chaos_undo_step(manifest: dict[str, Any], connection: KubeConnection, wait_gone: float) -> dict[str, Any]:
     """The undo step deleting a Chaos Mesh object (``k8s_custom_object``)."""
     return custom_object_step(manifest, connection, wait_gone, chaosmesh.plural(manifest))
+
+
+def takes_down(manifest: dict[str, Any]) -> bool:
+    """Whether the experiment (or a Schedule's) takes its selected pods down — PodChaos (pod-kill, pod-failure,
+    container-kill) and NetworkChaos ``partition`` — so that the whole-workload rule applies; the other kinds slow,
+    stress or fail the I/O of their pods, which keep serving."""
+    kind, spec = manifest.get("kind"), manifest.get("spec") or {}
+    if kind == "Schedule":
+        kind = spec.get("type")
+        spec = spec.get(chaosmesh.SCHEDULE_FIELDS.get(str(kind), "")) or {}
+    return kind == "PodChaos" or (kind == "NetworkChaos" and spec.get("action") == "partition")
 
 
 def selection_count(
@@ -78,8 +101,10 @@ class ChaosMeshFault(KubeClient, Fault):
         delete_timeout: float = 60.0,
         kind: str | None = None,
         on_applied: Callable[[Handle], None] | None = None,
+        full_outage: bool = False,
     ) -> None:
         self.manifest = manifest
+        self.full_outage = full_outage  # the experiment means to take a whole workload down
         self.on_applied = on_applied  # called once the fault is in place (e.g. RestartWatch.start)
         self.connection = connection or KubeConnection()
         self.max_targets, self.max_percent = max_targets, max_percent
@@ -99,6 +124,8 @@ class ChaosMeshFault(KubeClient, Fault):
         counts = {}
         uids: dict[str, str] = {}
         ready_before = 0
+        shares: list[Share] = []
+        down = takes_down(self.manifest)
         for where, selector, mode, value in chaosmesh.selectors(self.manifest):
             pods = self._selected(core, where, selector)
             if ".target." in where:  # the far end of a link: it must exist, but it is not what gets broken
@@ -111,9 +138,29 @@ class ChaosMeshFault(KubeClient, Fault):
             candidates += [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods]
             uids |= {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["metadata"]["uid"] for p in pods}
             ready_before += sum(1 for p in pods if is_ready(p))
+            if down:
+                shares += self._shares(pods, counts[where])
         detail = {"chaos": self.ref, "counts": counts, "manifest": self.manifest}
         detail |= {"pods": uids, "ready_before": ready_before}
-        return Plan(self.kind, sorted(candidates), detail)
+        if shares:
+            detail["workloads"] = describe_shares(shares, self.full_outage)
+        plan = Plan(self.kind, sorted(candidates), detail)
+        refuse_full_outage(shares, self.full_outage, plan, what=self.ref)
+        return plan
+
+    def _shares(self, pods: list[dict[str, Any]], count: int) -> list[Share]:
+        """Each workload's share of the ``count`` pods Chaos Mesh will draw from ``pods`` (names "namespace/pod")."""
+        by_namespace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for p in pods:
+            by_namespace[p["metadata"]["namespace"]].append(p)
+        workloads = {
+            f"{ns}/{name}": w
+            for ns, group in by_namespace.items()
+            for name, w in pod_workloads(self.api, ns, group).items()
+        }
+        names = [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods]
+        live = [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods if is_ready(p)]
+        return workload_shares(names, count, workloads, live)
 
     @staticmethod
     def _selected(core: client.CoreV1Api, where: str, selector: dict[str, Any]) -> list[dict[str, Any]]:

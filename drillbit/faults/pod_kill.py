@@ -7,6 +7,9 @@
 - Chaos Mesh: ``pod_kill(...)`` builds the PodChaos ``pod-kill`` manifest, run by ``chaos_mesh.ChaosMeshFault``.
 
 Nothing to revert in any of them (a ``noop`` undo step is the record): a killed pod is restarted by its platform.
+A kill that can take every live replica of a workload down (the only provider daemon, all three validators) is
+refused unless ``full_outage`` is set (``targets.Selecting``); the plan's ``workloads`` detail lists each workload's
+replicas and how many go down.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from drillbit.faults.platform.kubernetes import (
     api_error,
     is_ready,
     list_pods,
+    pod_workloads,
     selector_string,
     wait_for_ready,
 )
@@ -56,17 +60,23 @@ class PodKill(Selecting, Fault):
         max_targets: int | None = None,
         max_percent: float | None = None,
         seed: int | None = None,
+        *,
+        full_outage: bool = False,
     ) -> None:
         self.endpoints, self.selector, self.mode, self.value = endpoints, selector, mode, value
-        self.max_targets, self.max_percent = max_targets, max_percent
+        self.max_targets, self.max_percent, self.full_outage = max_targets, max_percent, full_outage
         self.rng = random.Random(seed)
 
     def plan(self) -> Plan:
-        # like Chaos Mesh, only running pods are candidates (a pod that is already gone cannot be killed)
+        # like Chaos Mesh, only running pods are candidates (a pod that is already gone cannot be killed); they are
+        # also the live replicas of their workloads (targets.sandbox_workloads)
         running = sbx.running_programs(self.endpoints["supervisor"])
         candidates = {n: c for n, c in self.endpoints["components"].items() if n in running}
-        targets = self.select(candidates)
-        return Plan(self.kind, targets, {"selector": self.selector, "mode": self.mode, "signal": "SIGKILL"})
+        choice = self.select(candidates)
+        detail = {"selector": self.selector, "mode": self.mode, "signal": "SIGKILL"} | self.workload_detail(choice)
+        plan = Plan(self.kind, choice.targets, detail)
+        self.refuse(choice, plan)
+        return plan
 
     def undo_steps(self, plan: Plan) -> list[dict[str, Any]]:
         return [{"driver": "noop", "why": "a killed process must be restarted by the platform, not by Drillbit"}]
@@ -105,12 +115,13 @@ class PodDelete(Selecting, KubeClient, Fault):
         grace_period: int = 0,
         seed: int | None = None,
         on_applied: Callable[[Handle], None] | None = None,
+        full_outage: bool = False,
     ) -> None:
         self.selector, self.namespace = dict(selector), namespace
         self.on_applied = on_applied
         self.connection = connection or KubeConnection()
         self.mode, self.value, self.max_targets, self.max_percent = mode, value, max_targets, max_percent
-        self.grace_period, self.rng = grace_period, random.Random(seed)
+        self.grace_period, self.rng, self.full_outage = grace_period, random.Random(seed), full_outage
 
     def plan(self) -> Plan:
         if not self.selector:
@@ -119,12 +130,15 @@ class PodDelete(Selecting, KubeClient, Fault):
             raise FaultError(f"grace_period must be ≥ 0 s, got {self.grace_period}")
         pods = list_pods(self.core, self.namespace, selector_string({"labelSelectors": self.selector}))
         components = {p["metadata"]["name"]: {"labels": p["metadata"].get("labels") or {}} for p in pods}
-        targets = self.select(components)
+        ready = {p["metadata"]["name"] for p in pods if is_ready(p)}
+        choice = self.select(components, pod_workloads(self.api, self.namespace, pods), ready)
         uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
         detail = {"selector": self.selector, "namespace": self.namespace, "mode": self.mode, "via": "pod delete"}
-        detail |= {"target_uids": {t: uids[t] for t in targets}, "known_uids": sorted(uids.values())}
-        detail["ready_before"] = sum(1 for p in pods if is_ready(p))
-        return Plan(self.kind, targets, detail)
+        detail |= {"target_uids": {t: uids[t] for t in choice.targets}, "known_uids": sorted(uids.values())}
+        detail["ready_before"] = len(ready)
+        plan = Plan(self.kind, choice.targets, detail | self.workload_detail(choice))
+        self.refuse(choice, plan)
+        return plan
 
     def undo_steps(self, plan: Plan) -> list[dict[str, Any]]:
         return [{"driver": "noop", "why": "a deleted pod is recreated by its controller, not by Drillbit"}]

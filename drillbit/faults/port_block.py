@@ -6,7 +6,9 @@
   (``REJECT --reject-with tcp-reset`` with ``action="reject"``); revert runs the matching ``-D`` (undo driver
   ``k8s_exec``, which does nothing if the pod was replaced: a new pod has a new network). It needs iptables and
   NET_ADMIN in that container; the Chaos Mesh partition (``infra/chaos-mesh/db-failure.yaml``, built with
-  ``partition.network_partition``) needs neither.
+  ``partition.network_partition``) needs neither. Blocking the port takes the pod down for its clients: when it is
+  the database's only Ready replica (its workload, ``platform.kubernetes.pod_workloads``), that is a full outage,
+  refused unless ``full_outage`` (the database-failure experiment sets it: the outage is what it tests).
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from drillbit.faults.platform.kubernetes import (
     KubeConnection,
     api_error,
     exec_in_pod,
+    is_ready,
     list_pods,
+    pod_workloads,
     selector_string,
 )
+from drillbit.faults.targets import describe_shares, refuse_full_outage, workload_shares
 
 # ------------------------------------------------------------------------------------------------ sandbox
 
@@ -75,9 +80,10 @@ class DbPortBlock(KubeClient, Fault):
         container: str | None = None,
         exec_timeout: float = 30.0,
         action: str = "drop",
+        full_outage: bool = False,
     ) -> None:
         self.selector, self.namespace, self.port = dict(selector), namespace, port
-        self.action = action
+        self.action, self.full_outage = action, full_outage
         self.pod, self.container = pod, container
         self.connection = connection or KubeConnection()
         self.exec_timeout = exec_timeout
@@ -105,9 +111,15 @@ class DbPortBlock(KubeClient, Fault):
         pod = pods[0]
         if (pod.get("status") or {}).get("phase") != "Running":
             raise FaultError(f"pod {pod['metadata']['name']} is not Running; refusing to block its port")
-        detail = {"pod": pod["metadata"]["name"], "uid": pod["metadata"]["uid"], "port": int(self.port)}
+        name = pod["metadata"]["name"]
+        live = [name] if is_ready(pod) else []
+        shares = workload_shares([name], 1, pod_workloads(self.api, self.namespace, [pod]), live)
+        detail = {"pod": name, "uid": pod["metadata"]["uid"], "port": int(self.port)}
         detail |= {"container": self.container, "command": self.rule("-A")}
-        return Plan(self.kind, [f"{self.namespace}/{detail['pod']}:{self.port}"], detail)
+        detail["workloads"] = describe_shares(shares, self.full_outage)
+        plan = Plan(self.kind, [f"{self.namespace}/{name}:{self.port}"], detail)
+        refuse_full_outage(shares, self.full_outage, plan, what=f"blocking port {self.port} of {self.namespace}/{name}")
+        return plan
 
     def undo_steps(self, plan: Plan) -> list[dict[str, Any]]:
         step = {"driver": "k8s_exec", "namespace": self.namespace, "pod": plan.detail["pod"], "uid": plan.detail["uid"]}

@@ -15,7 +15,15 @@ pytestmark = pytest.mark.integration
 
 RUN_DIR = Path("/tmp/drillbit-test-e3")
 OFFSET = 4000  # E3's; test_flows_load's module-scoped weak sandbox uses it too, torn down before this module runs
-PARAMS = {"target": "provider", "duration": 12.0, "baseline": 3.0, "recovery": 8.0, "resume_within": 15.0}
+# the only provider daemon is killed on purpose: a full outage of that workload
+PARAMS = {
+    "target": "provider",
+    "duration": 12.0,
+    "baseline": 3.0,
+    "recovery": 8.0,
+    "resume_within": 15.0,
+    "full_outage": True,
+}
 
 
 def kill_provider() -> dict:

@@ -155,6 +155,7 @@ def test_rbac_is_namespaced_and_least_privilege():
     target = {(tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in roles["virtengine"]}
     assert target[(("",), ("pods",))] == ["get", "list", "watch", "delete"]
     assert target[(("",), ("pods/exec",))] == ["create", "get"]
+    assert target[(("apps",), ("replicasets",))] == ["list"], "a pod's workload, for the full-outage rule"
     assert target[(("chaos-mesh.org",), tuple(cm.PLURALS.values()))] == ["create"]
     for binding in (d for d in docs if d["kind"] == "RoleBinding"):
         assert binding["subjects"] == [

@@ -15,10 +15,10 @@ NODE = {"app.kubernetes.io/name": "virtengine-node"}
 def test_modes_pick_the_right_number_of_matching_targets():
     rng = random.Random(1)
     assert len(select_targets(COMPONENTS, NODE, "one", rng=rng)) == 1
-    assert select_targets(COMPONENTS, NODE, "all") == ["node-0", "node-1", "node-2"]
+    assert select_targets(COMPONENTS, NODE, "all", full_outage=True) == ["node-0", "node-1", "node-2"]
     assert len(select_targets(COMPONENTS, NODE, "fixed", 2)) == 2
     assert len(select_targets(COMPONENTS, NODE, "fixed-percent", 50)) == 1  # floor(3 * 0.5), at least one
-    assert all(t.startswith("node-") for t in select_targets(COMPONENTS, NODE, "all"))
+    assert all(t.startswith("node-") for t in select_targets(COMPONENTS, NODE, "all", full_outage=True))
 
 
 @pytest.mark.parametrize(

@@ -174,8 +174,9 @@ def cluster(tmp_path, monkeypatch):
     stub_handler = type("BoundStub", (EndpointStub,), {"state": stub})
     with serve(api_handler) as api_url, serve(stub_handler) as stub_url:
         api.url = api_url
-        for i in range(3):
-            api.pods[f"node-{i}"] = pod(f"node-{i}", NODE | {"app.kubernetes.io/component": "blockchain"}, f"uid-n{i}")
+        for i in range(3):  # one StatefulSet of three validators; the provider and the database are bare pods
+            labels = NODE | {"app.kubernetes.io/component": "blockchain"}
+            api.pods[f"node-{i}"] = pod(f"node-{i}", labels, f"uid-n{i}", owner=("StatefulSet", "virtengine-node"))
         api.pods["provider-0"] = pod("provider-0", PROVIDER, "uid-p0")
         api.pods["postgres-0"] = pod("postgres-0", DB, "uid-pg0")
         kubeconfig = tmp_path / "kubeconfig"
@@ -430,8 +431,14 @@ def test_dry_runs_plan_from_the_live_pod_list_and_change_nothing_against_local_a
         "network": chaos_network_latency(params=NetworkLatencyParams(**cfg)),
         "disk": chaos_disk_pressure(params=DiskPressureParams(**cfg)),
         "db": chaos_db_failure(params=DbFailureParams(**cfg)),
+        "provider": chaos_pod_kill(params=PodKillParams(target="provider", **cfg)),  # its only pod, a bare one
     }
     assert {r["status"] for r in plans.values()} == {"dry-run"}
+    assert "workloads=StatefulSet/virtengine-node: 1 of 3 live replicas down" in plans["pod-kill"]["metrics"]["plan"]
+    assert "full outage of Pod/postgres-0 (allowed by full_outage)" in plans["db"]["metrics"]["plan"]
+    refused = plans["provider"]["metrics"]
+    assert "full outage of Pod/provider-0 (refused: full_outage=false)" in refused["plan"]
+    assert refused["refused"].startswith("full outage refused: PodChaos chaos-testing/drillbit-pod-kill-")
     assert "virtengine/node-0, virtengine/node-1, virtengine/node-2" in plans["pod-kill"]["metrics"]["plan"]
     assert "PodChaos chaos-testing/drillbit-pod-kill-" in plans["pod-kill"]["metrics"]["plan"]
     assert "virtengine/provider-0" in plans["network"]["metrics"]["plan"]

@@ -72,11 +72,18 @@ class Recorded:
     headers: dict[str, str]
 
 
-def pod(name: str, labels: dict[str, str], uid: str, ready: bool = True) -> dict[str, Any]:
+def pod(
+    name: str, labels: dict[str, str], uid: str, ready: bool = True, owner: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """A pod; ``owner`` (kind, name) is its controller (a bare pod without it)."""
+    meta = {"name": name, "namespace": "virtengine", "uid": uid, "labels": labels, "resourceVersion": "1"}
+    if owner:
+        ref = {"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "uid": f"uid-{owner[1]}"}
+        meta["ownerReferences"] = [ref | {"controller": True}]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "virtengine", "uid": uid, "labels": labels, "resourceVersion": "1"},
+        "metadata": meta,
         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
     }
 
@@ -91,6 +98,8 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
             key, value = term.split("=", 1)
             if labels.get(key) != value:
                 return False
+        elif (term[1:] in labels) if term.startswith("!") else (term not in labels):  # DoesNotExist / Exists
+            return False
     return True
 
 
@@ -108,6 +117,7 @@ class LocalApiStandIn:
     exec_results: list[tuple[int, str, str]] = field(default_factory=list)  # (exit code, stdout, stderr) per exec
     replacements: list[dict[str, Any]] = field(default_factory=list)  # pods the watch announces after a delete
     on_request: Any = None  # called with each Recorded request before it is answered (tests look at the ledger then)
+    namespaces: list[str] | None = None  # the namespaces that exist; None: those of its pods
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def seen(self, method: str, path_prefix: str = "") -> list[Recorded]:
@@ -165,13 +175,23 @@ class Handler(BaseHTTPRequestHandler):
             return self._chaos(rec, m[1], m[2], m[3])
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec", p):
             return self._exec(rec)
+        if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)", p):
+            known = (
+                api.namespaces
+                if api.namespaces is not None
+                else {q["metadata"]["namespace"] for q in api.pods.values()}
+            )
+            if m[1] not in known:
+                return self._json(404, status_body(404, "NotFound", f'namespaces "{m[1]}" not found'))
+            return self._json(200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": m[1]}})
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?", p):
             name = m[2]
             if name is None and rec.query.get("watch") == ["true"]:
                 return self._watch(rec)
             if name is None:
                 selector = rec.query.get("labelSelector", [""])[0]
-                items = [q for q in api.pods.values() if _matches(q["metadata"]["labels"], selector)]
+                listed = [q for q in api.pods.values() if q["metadata"]["namespace"] == m[1]]
+                items = [q for q in listed if _matches(q["metadata"]["labels"], selector)]
                 return self._json(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
             if name not in api.pods:
                 return self._json(404, status_body(404, "NotFound", f'pods "{name}" not found'))
@@ -251,7 +271,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def _ready(p: dict[str, Any]) -> dict[str, Any]:
     meta = p["metadata"]
-    return {"name": meta["name"], "labels": meta["labels"], "uid": meta["uid"], "ready": True}
+    owner = next(((r["kind"], r["name"]) for r in meta.get("ownerReferences") or []), None)
+    return {"name": meta["name"], "labels": meta["labels"], "uid": meta["uid"], "ready": True, "owner": owner}
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -326,8 +347,10 @@ def ledger(api, tmp_path, monkeypatch):
 
 
 def nodes(api: LocalApiStandIn, n: int = 3) -> None:
+    """``n`` validator pods of one StatefulSet (as infra/k8s/validators.yaml), and a bare API pod."""
     for i in range(n):
-        api.pods[f"node-{i}"] = pod(f"node-{i}", NODE | {"app.kubernetes.io/component": "blockchain"}, f"uid-node-{i}")
+        labels = NODE | {"app.kubernetes.io/component": "blockchain"}
+        api.pods[f"node-{i}"] = pod(f"node-{i}", labels, f"uid-node-{i}", owner=("StatefulSet", "virtengine-node"))
     api.pods["api-0"] = pod("api-0", {"app.kubernetes.io/name": "virtengine-api"}, "uid-api-0")
 
 
@@ -404,7 +427,8 @@ def test_partition_counts_only_the_selected_side_against_local_api_stand_in(api,
         target_expressions=[{"key": "app.kubernetes.io/name", "operator": "NotIn", "values": ["postgres"]}],
         run_id="r",
     )
-    fault = ChaosMeshFault(manifest, KubeConnection(host=api.url), max_targets=1, poll_interval=0.02)
+    connection = KubeConnection(host=api.url)
+    fault = ChaosMeshFault(manifest, connection, max_targets=1, poll_interval=0.02, full_outage=True)  # its only pod
     handle = fault.inject(ttl=60, ledger=ledger)
     selectors = [r.query["labelSelector"][0] for r in api.seen("GET", "/api/v1/namespaces/virtengine/pods")]
     assert selectors == ["app.kubernetes.io/name=postgres", "app.kubernetes.io/name notin (postgres)"]
@@ -493,7 +517,7 @@ def test_a_kubeconfig_context_is_honoured_against_local_api_stand_in(api, ledger
         )
     )
     connection = KubeConnection(context="drillbit-test", config_file=str(kubeconfig))
-    plan = PodDelete(NODE, connection=connection, mode="all").plan()
+    plan = PodDelete(NODE, connection=connection, mode="all", full_outage=True).plan()
     assert plan.targets == ["node-0", "node-1", "node-2"]
     with pytest.raises(FaultError, match="cannot load the kubeconfig context nope"):
         KubeConnection(context="nope", config_file=str(kubeconfig)).api_client()
@@ -573,7 +597,7 @@ def test_pod_delete_reports_not_ready_when_no_replacement_comes_against_local_ap
 def test_db_port_block_execs_iptables_and_reverts_with_the_matching_delete_against_local_api_stand_in(api, ledger):
     api.pods["postgres-0"] = pod("postgres-0", DB, "uid-pg-0")
     api.exec_results = [(0, "", ""), (0, "", "")]
-    fault = DbPortBlock(DB, "virtengine", KubeConnection(host=api.url), container="postgres")
+    fault = DbPortBlock(DB, "virtengine", KubeConnection(host=api.url), container="postgres", full_outage=True)
     handle = fault.inject(ttl=60, ledger=ledger)
     (add,) = api.seen("GET", "/api/v1/namespaces/virtengine/pods/postgres-0/exec")
     assert add.headers["upgrade"].lower() == "websocket"
@@ -593,7 +617,7 @@ def test_db_port_block_failure_is_clear_and_undo_is_idempotent_against_local_api
         (4, "", "iptables v1.8.9: can't initialize iptables table `filter': Permission denied"),
         (1, "", no_rule),
     ]
-    fault = DbPortBlock(DB, "virtengine", KubeConnection(host=api.url))
+    fault = DbPortBlock(DB, "virtengine", KubeConnection(host=api.url), full_outage=True)
     with pytest.raises(FaultError, match=r"exited 4: .*Permission denied.*NET_ADMIN"):
         fault.inject(ttl=60, ledger=ledger)
     # the -D that the failed inject ran found no rule (exit 1, "does a matching rule exist"): that is success
@@ -615,7 +639,8 @@ def test_db_port_block_failure_is_clear_and_undo_is_idempotent_against_local_api
 
 def test_db_port_block_reject_resets_connections_and_is_undone_alike_against_local_api_stand_in(api, ledger):
     api.pods["postgres-0"] = pod("postgres-0", DB, "uid-pg-0")
-    fault = DbPortBlock(DB, "virtengine", KubeConnection(host=api.url), port=6432, action="reject")
+    connection = KubeConnection(host=api.url)
+    fault = DbPortBlock(DB, "virtengine", connection, port=6432, action="reject", full_outage=True)
     handle = fault.inject(ttl=60, ledger=ledger)
     revert(handle, ledger)
     execs = api.seen("GET", "/api/v1/namespaces/virtengine/pods/postgres-0/exec")
@@ -630,7 +655,7 @@ def test_db_port_block_wants_exactly_one_database_pod_against_local_api_stand_in
     api.pods["postgres-1"] = pod("postgres-1", DB, "uid-pg-1")
     with pytest.raises(FaultError, match=r"exactly one database pod \(found: postgres-0, postgres-1\); set pod=NAME"):
         DbPortBlock(DB, connection=KubeConnection(host=api.url)).plan()
-    plan = DbPortBlock(DB, connection=KubeConnection(host=api.url), pod="postgres-1").plan()
+    plan = DbPortBlock(DB, connection=KubeConnection(host=api.url), pod="postgres-1", full_outage=True).plan()
     assert plan.detail["pod"] == "postgres-1" and plan.detail["uid"] == "uid-pg-1"
     assert api.seen("GET", "/api/v1/namespaces/virtengine/pods/postgres-1/exec") == [], "plan injects nothing"
 

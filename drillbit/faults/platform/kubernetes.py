@@ -4,6 +4,7 @@ the API server and what the fault kinds share.
 - ``KubeConnection``: how to reach the API server (kubeconfig context or path, in-cluster, or a plain URL such as
   ``kubectl proxy``'s) — recorded in undo steps, so it holds names and paths, never a credential;
 - pods: ``list_pods`` (by label selector; ``selector_string`` turns a Chaos Mesh selector into one), ``is_ready``,
+  ``pod_workloads`` (each pod's workload through its owner chain, with its Ready replicas counted now),
   ``wait_for_ready`` / ``ReadyReport`` (watch a workload come back), ``RestartWatch`` (the same in the background,
   from what a pod kill recorded), ``exec_in_pod`` (websocket exec, with the exit code);
 - undo drivers, registered here: ``k8s_custom_object`` (delete an object and wait until its finalizer ran; the step
@@ -19,10 +20,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -32,6 +36,7 @@ from kubernetes.stream import stream
 
 from drillbit.faults.errors import FaultError
 from drillbit.faults.ledger import Handle
+from drillbit.faults.targets import Workload
 from drillbit.faults.undo import UndoError, driver
 
 REQUEST_TIMEOUT = 30.0
@@ -55,6 +60,19 @@ class KubeConnection:
     def from_target(cls, target: Any, *, in_cluster: bool = False, config_file: str | None = None) -> KubeConnection:
         """From a ``drillbit.config.KubernetesTarget`` (its ``context``)."""
         return cls(context=getattr(target, "context", None), config_file=config_file, in_cluster=in_cluster)
+
+    @classmethod
+    def for_environment(cls, target: Any) -> KubeConnection:
+        """How to reach an environment's cluster from its ``drillbit.config.KubernetesTarget``: the kubeconfig
+        (``$KUBECONFIG``, else ``~/.kube/config``) at the target's context; with neither a kubeconfig nor a context,
+        inside a pod (a Kubernetes work pool), the pod's service account."""
+        config_file = os.environ.get("KUBECONFIG") or None
+        if config_file and os.pathsep in config_file:
+            config_file = None  # a merged list: let the client merge it (cleanup needs the same $KUBECONFIG)
+        has_kubeconfig = bool(config_file) or (Path.home() / ".kube" / "config").is_file()
+        context = getattr(target, "context", None)
+        in_cluster = not has_kubeconfig and not context and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        return cls(context=context, config_file=config_file, in_cluster=in_cluster)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> KubeConnection:
@@ -135,6 +153,56 @@ def list_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[dic
         raise FaultError(f"listing pods in {namespace} with {selector!r} failed: {api_error(exc)}") from exc
     pods = [core.api_client.sanitize_for_serialization(p) for p in listed.items or []]
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def controller_ref(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """An object's managing owner (the ownerReference with ``controller: true``, else its first one), or None."""
+    refs = meta.get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller")), refs[0] if refs else None)
+
+
+def replica_set_owners(apps: client.AppsV1Api, namespace: str) -> dict[str, tuple[str, str]]:
+    """Each ReplicaSet of the namespace → (kind, name) of its controller (its Deployment), or of itself if it has
+    none; one list request (RBAC: ``list`` on ``apps/replicasets``)."""
+    try:
+        listed = apps.list_namespaced_replica_set(namespace, _request_timeout=REQUEST_TIMEOUT)
+    except (ApiException, *TRANSPORT_ERRORS) as exc:
+        raise FaultError(
+            f"listing the ReplicaSets of {namespace} (to find the workload of its pods) failed: {api_error(exc)}"
+        ) from exc
+    out = {}
+    for rs in listed.items or []:
+        ref = controller_ref(apps.api_client.sanitize_for_serialization(rs.metadata))
+        out[rs.metadata.name] = (ref["kind"], ref["name"]) if ref else ("ReplicaSet", rs.metadata.name)
+    return out
+
+
+def pod_workloads(api: client.ApiClient, namespace: str, pods: list[dict[str, Any]]) -> dict[str, Workload]:
+    """The workload of each of ``pods`` (pod name → ``targets.Workload``), through the owner chain: a pod's
+    controller, and a ReplicaSet's own controller (its Deployment) when it has one — Pod → ReplicaSet → Deployment,
+    Pod → StatefulSet, Pod → DaemonSet (any other controller as is); a pod without one is its own workload of one.
+
+    ``replicas`` is the number of the workload's pods that are Ready now (counted, not the owner's
+    ``spec.replicas``: users are served by the live pods), read from one list of the namespace's pods, plus one
+    list of its ReplicaSets when a pod is owned by one; nothing is read when every pod given is bare.
+    """
+    core = client.CoreV1Api(api)
+    owned = any(controller_ref(p["metadata"]) for p in pods)
+    everyone = list_pods(core, namespace, "") if owned else pods
+    owners: dict[str, tuple[str, str]] = {}
+    if any((controller_ref(p["metadata"]) or {}).get("kind") == "ReplicaSet" for p in everyone):
+        owners = replica_set_owners(client.AppsV1Api(api), namespace)
+
+    def key(p: dict[str, Any]) -> tuple[str, str]:
+        ref = controller_ref(p["metadata"])
+        if ref is None:
+            return ("Pod", p["metadata"]["name"])
+        if ref["kind"] == "ReplicaSet":
+            return owners.get(ref["name"], ("ReplicaSet", ref["name"]))
+        return (ref["kind"], ref["name"])
+
+    ready = Counter(key(p) for p in everyone if is_ready(p))
+    return {p["metadata"]["name"]: Workload(*key(p), ready[key(p)], namespace) for p in pods}
 
 
 # ------------------------------------------------------------------------------------------------ custom objects

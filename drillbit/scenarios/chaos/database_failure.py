@@ -46,6 +46,10 @@ class DbFailureParams(ExperimentParams):
     db_role: str = Field("database", description="Kubernetes: role whose selector finds the database pod")
     pod: str | None = Field(None, description="Kubernetes: the database pod, when the selector matches several")
     container: str | None = Field(None, description="Kubernetes: container to exec iptables in (default: the pod's)")
+    # the experiment is the database's outage: its only replica's port is blocked on purpose
+    full_outage: bool = Field(
+        True, description="Kubernetes: allow blocking the database's only Ready replica (the outage under test)"
+    )
 
 
 FRESH = "reads fresh after recovery"

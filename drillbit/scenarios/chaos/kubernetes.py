@@ -5,7 +5,8 @@ the pod restart watch and the verdicts that are specific to Kubernetes. Each sce
 
 What comes from the configuration (``environments.NAME.kubernetes``): the target namespace, the chaos namespace, the
 kubeconfig context and the label selector of each role (``selectors.node`` / ``provider`` / ``database`` ...). A role
-without a selector, a selector matching no pod or more pods than ``safety.max_targets`` / ``max_percent`` allow is a
+without a selector, a selector matching no pod or more pods than ``safety.max_targets`` / ``max_percent`` allow, or a
+pod kill (or database port block) that can take every Ready replica of a workload down without ``full_outage``, is a
 clear error when the fault is planned, before anything is created. Production environments need ``safety.opt_in``
 (checked when the environment is resolved with ``destructive=True``).
 
@@ -17,9 +18,7 @@ ledger names the kubeconfig file and context only (never a credential), so ``dri
 from __future__ import annotations
 
 import math
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 from drillbit.config import KubernetesTarget, ResolvedEnvironment
@@ -41,13 +40,7 @@ def target(env: ResolvedEnvironment) -> KubernetesTarget:
 
 def connection(env: ResolvedEnvironment) -> KubeConnection:
     """How to reach this environment's cluster: kubeconfig + context, else in-cluster (a Kubernetes work pool)."""
-    kube = target(env)
-    config_file = os.environ.get("KUBECONFIG") or None
-    if config_file and os.pathsep in config_file:
-        config_file = None  # a merged list: let the client merge it (cleanup needs the same $KUBECONFIG)
-    has_kubeconfig = bool(config_file) or (Path.home() / ".kube" / "config").is_file()
-    in_cluster = not has_kubeconfig and not kube.context and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    return KubeConnection(context=kube.context, config_file=config_file, in_cluster=in_cluster)
+    return KubeConnection.for_environment(target(env))
 
 
 def run_label(run_id: str | None = None) -> str:
@@ -79,7 +72,14 @@ def pod_kill(
     watch = RestartWatch(selector, kube.namespace, conn, timeout=watch_for)
     if params.via == "pod-delete":
         fault = PodDelete(
-            selector, kube.namespace, conn, mode=params.mode, value=params.value, seed=params.seed, **_blast(env)
+            selector,
+            kube.namespace,
+            conn,
+            mode=params.mode,
+            value=params.value,
+            seed=params.seed,
+            full_outage=params.full_outage,
+            **_blast(env),
         )
         fault.on_applied = watch.start
         return fault, watch
@@ -92,7 +92,8 @@ def pod_kill(
         duration=chaos_duration(params.duration),
         chaos_namespace=kube.chaos_namespace,
     )
-    return ChaosMeshFault(manifest, conn, on_applied=watch.start, **_blast(env)), watch
+    fault = ChaosMeshFault(manifest, conn, on_applied=watch.start, full_outage=params.full_outage, **_blast(env))
+    return fault, watch
 
 
 def network_delay(env: ResolvedEnvironment, params: Any, run_id: str | None = None) -> ChaosMeshFault:
@@ -151,6 +152,7 @@ def db_port_block(env: ResolvedEnvironment, params: Any) -> DbPortBlock:
         pod=params.pod,
         container=params.container,
         action=params.action,
+        full_outage=params.full_outage,
     )
 
 

@@ -6,7 +6,8 @@ On the sandbox the fault kills the selected component processes; a killed node i
 gets the current chain (its latest block within a few blocks of the other nodes', and advancing), its own health
 check being evidence only; other components are back when their health check passes. On Kubernetes a Chaos Mesh
 PodChaos (or a plain pod delete) kills pods and a watch of the selector's pods times their replacements
-(``kubernetes``).
+(``kubernetes``). A kill that can take every live replica of a workload down (the only provider daemon, every
+validator) is refused unless ``full_outage`` is set.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class PodKillParams(ExperimentParams):
     ack_within: float | None = Field(None, gt=0, description="Seconds for on-call to acknowledge (None: not graded)")
     budget_share: float = Field(0.02, gt=0, le=1, description="Most of the 28-day error budget the run may spend")
     seed: int | None = Field(None, description="Random seed for target selection")
+    full_outage: bool = Field(
+        False, description="Allow killing every live replica of a workload (e.g. the only provider daemon)"
+    )
     via: Literal["chaos-mesh", "pod-delete"] = Field(
         "chaos-mesh", description="Kubernetes only: a Chaos Mesh PodChaos, or delete the pod through the API"
     )
@@ -72,7 +76,16 @@ def on_sandbox(
     ep = sbx.endpoints()
     selector = env.selector(params.target)
     safety = env.spec.safety
-    fault = PodKill(ep, selector, params.mode, params.value, safety.max_targets, safety.max_percent, params.seed)
+    fault = PodKill(
+        ep,
+        selector,
+        params.mode,
+        params.value,
+        safety.max_targets,
+        safety.max_percent,
+        params.seed,
+        full_outage=params.full_outage,
+    )
     labels = {n: c["labels"] for n, c in ep["components"].items()}
     health = []
     for name in [n for n, lb in labels.items() if all(lb.get(k) == v for k, v in selector.items())]:
