@@ -40,7 +40,7 @@ from drillbit.config import ResolvedEnvironment
 from drillbit.faults.base import Fault, FaultError, Plan, revert
 from drillbit.faults.ledger import Handle
 from drillbit.faults.platform import sandbox as nft
-from drillbit.poll import wait_until
+from drillbit.poll import PollTimeout, wait_until
 from drillbit.runner import Experiment
 from drillbit.scenarios.dr import objectives as dr
 from drillbit.scenarios.dr import operations as ops
@@ -49,6 +49,7 @@ from drillbit.scenarios.dr.harness import DrParams, DrRun, alerts_since
 REGION_A = ["postgres", "api", "backup", "replica-link"]
 FAILOVER_STEPS = ["promote replica in region B", "repoint api-db to region B", "start api in region B"]
 FENCE_STEP = "fence the old primary"
+STRANDED_AFTER_CUTOFF = 3  # partition mode: stranded writes finished after the fence's grace before grading
 FAILS_OVER = ["api"]  # partition mode: region A's services that fail over (stopped in A, started in B)
 
 
@@ -200,6 +201,10 @@ class StrandedWriter:
         except Exception as exc:  # the harness itself failed: the criteria say inconclusive with this
             self.error = f"{exc.__class__.__name__}: {exc}"
 
+    def finished_since(self, cutoff: float) -> int:
+        """How many writes attempted at or after ``cutoff`` have been answered (acknowledged or refused)."""
+        return sum(1 for w in list(self.writes) if w.at >= cutoff and (w.acked_at is not None or w.error))
+
     def halt(self) -> None:
         self._stop.set()
 
@@ -238,10 +243,17 @@ def build_partition(run: DrRun, sup: ops.Supervisor, params: DcLossParams, lost:
             state["failover_at"] = next(
                 (s.finished_at for s in run.steps.steps if s.name == FAILOVER_STEPS[-1] and s.ok), None
             )
-            if state["failover_at"] is not None:  # the old side keeps writing past the fence's grace, so that
-                # "after the failover" has attempts to grade (the settle time usually covers it already)
-                end = state["failover_at"] + params.fence_grace + 5 * params.stranded_interval + 1.0
-                time.sleep(max(0.0, end - time.time()))
+            if state["failover_at"] is not None:  # the old side keeps writing past the fence's grace until it has
+                # answered (or refused) a few writes there, so that "after the failover" has attempts to grade; if it
+                # never gets that far, the criterion says so with the writer's figures
+                cutoff = state["failover_at"] + params.fence_grace
+                with contextlib.suppress(PollTimeout):
+                    wait_until(
+                        lambda: writer.finished_since(cutoff) >= STRANDED_AFTER_CUTOFF,
+                        params.fence_grace + 30.0,
+                        "stranded writes finished after the fence's grace",
+                        params.stranded_interval,
+                    )
         finally:
             writer.halt()
             retire(run, sup, int(primary["port"]), state)  # ends a write still waiting on the old primary
