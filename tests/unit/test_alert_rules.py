@@ -31,7 +31,7 @@ VIRTENGINE_EMPTY_ROLES = {"pod-restarted", "database-down", "breaker-open", "rep
 
 
 def shared_dir() -> Path:
-    for base in (ROOT.parent / "shared", Path("/work/shared")):
+    for base in (ROOT.parent / "shared",):
         if (base / "reference" / "virtengine" / "monitoring").is_dir():
             return base
     pytest.skip("VirtEngine's monitoring rules (../shared/reference/virtengine/monitoring) are not available")

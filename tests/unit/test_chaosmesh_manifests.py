@@ -22,7 +22,7 @@ COMMON = {"namespace": "virtengine", "run_id": "run-2026-01-01T00:00:00Z/1"}
 
 
 def seed_document() -> str:
-    for base in (ROOT.parent / "shared", Path("/work/shared")):
+    for base in (ROOT.parent / "shared",):
         path = base / "reference" / "virtengine" / "sre__RELIABILITY_TESTING.md"
         if path.is_file():
             return path.read_text()

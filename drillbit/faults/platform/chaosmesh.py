@@ -301,7 +301,6 @@ def crd_dir() -> Path:
     env = os.environ.get(CRDS_ENV)
     candidates = [Path(env)] if env else []
     candidates += [Path(__file__).resolve().parents[4] / "shared" / "schemas" / "chaos-mesh"]
-    candidates += [Path("/work/shared/schemas/chaos-mesh")]
     for c in candidates:
         if (c / "podchaos.yaml").is_file():
             return c
